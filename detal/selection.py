@@ -1,0 +1,267 @@
+"""Batch selection strategies: (pool ids, budget, rng, scoring callback, params) -> chosen ids.
+
+Pure and YOLO-free. A strategy never sees a model: it asks `score_fn` to score exactly the ids it
+needs, so "random subset, then entropy" really scores only the subset (`Selection.n_scored` counts it).
+All randomness comes from the `rng` argument: the same seed gives the same selection.
+
+Strategies (`STRATEGIES`):
+- `random`: a uniform draw without replacement; never scores anything.
+- `entropy`: draw a random `subset_fraction` of the pool (ceil, at least the budget, at most the
+  pool), score only those, keep the top `budget` by score. Ties go to the smaller id (stable order on
+  (-score, id)), so the result does not depend on the order the scorer returns things in.
+- `mix`: `round_half_up(mix_ratio * budget)` images from `entropy` as above (e.g. budget 5, ratio 0.5
+  -> 3 uncertain + 2 random), the rest drawn uniformly from the pool minus those already chosen.
+  Random picks that happened to be scored keep their score; the others carry NaN.
+- `diverse`: score the random subset as `entropy` does, keep the `ceil(candidate_factor * budget)`
+  most uncertain as candidates (capped by the subset size), then k-center greedy on the L2-normalised
+  features (`Scored.features`): start from the most uncertain candidate, repeatedly add the candidate
+  farthest from everything chosen (ties -> more uncertain). One batch then spans feature space
+  instead of holding twenty near-identical frames. Scoring cost equals `entropy`'s.
+
+Class balance (`SelectionParams.class_balance = b > 0`, every uncertainty-based strategy): with
+`labelled_class_counts` n_c over nc classes, smoothed frequency f_c = (n_c + 1) / (sum(n) + nc) and
+rarity r_c = 1 / (nc * f_c) (1 for a class at its uniform share, > 1 for rarer classes). Image i with
+predicted classes K_i gets weight w_i = (max_{c in K_i} r_c) ** b (1 when K_i is empty) and is ranked
+by score_i * w_i; `Selection.scores` reports that weighted score. Scores are assumed non-negative
+(every measure in detal.uncertainty is).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from detal.registry import InvalidOption, lookup
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What the scoring callback returns for the ids it was given, in the same order."""
+
+    scores: np.ndarray  # (n,) float, higher = more worth labelling
+    features: np.ndarray | None = None  # (n, d) pooled backbone features, if computed
+    classes: list[np.ndarray] | None = None  # predicted class ids of kept boxes per image
+
+
+ScoreFn = Callable[[np.ndarray], Scored]  # takes an int array of pool ids
+
+
+@dataclass(frozen=True)
+class Selection:
+    ids: np.ndarray  # chosen pool ids (int64), unique, len == min(budget, len(pool))
+    scores: np.ndarray  # score of each chosen id (nan where picked at random without scoring)
+    sources: tuple[str, ...]  # per chosen id: "uncertainty", "random", "diversity", ...
+    n_scored: int  # how many images the callback was asked to score (for the metrics)
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise InvalidOption(f"{name} must be a number in (0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class SelectionParams:
+    subset_fraction: float = 0.2  # of the UNLABELLED pool drawn at random before scoring
+    mix_ratio: float = 0.5  # share of the batch taken by uncertainty in `mix`
+    candidate_factor: float = 3.0  # diversity: candidate pool = this x budget, most uncertain first
+    class_balance: float = 0.0  # 0 = off; >0 weights scores toward classes rare in the labelled set
+    labelled_class_counts: np.ndarray | None = None  # (nc,) boxes per class in the labelled set
+
+    def __post_init__(self) -> None:
+        _check_fraction("subset_fraction", self.subset_fraction)
+        _check_fraction("mix_ratio", self.mix_ratio)
+        cf = self.candidate_factor
+        if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not cf >= 1.0 or not math.isfinite(cf):
+            raise InvalidOption(f"candidate_factor must be a finite number >= 1, got {cf!r}")
+        cb = self.class_balance
+        if isinstance(cb, bool) or not isinstance(cb, (int, float)) or not cb >= 0.0 or not math.isfinite(cb):
+            raise InvalidOption(f"class_balance must be a finite number >= 0 (0 = off), got {cb!r}")
+        if self.labelled_class_counts is not None:
+            counts = np.asarray(self.labelled_class_counts, dtype=np.float64)
+            if counts.ndim != 1 or len(counts) == 0 or not np.isfinite(counts).all() or (counts < 0).any():
+                raise InvalidOption(
+                    "labelled_class_counts must be a non-empty 1-D array of non-negative box counts per class"
+                )
+            object.__setattr__(self, "labelled_class_counts", counts)
+        elif cb > 0:
+            raise InvalidOption("class_balance > 0 needs labelled_class_counts (boxes per class in the labelled set)")
+
+
+def class_balance_weights(classes: list[np.ndarray], counts: np.ndarray, strength: float) -> np.ndarray:
+    """Per-image weights (len(classes),) favouring images whose predicted classes are rare in `counts`.
+
+    w_i = (max over predicted classes c of r_c) ** strength, r_c = 1 / (nc * (n_c + 1) / (sum n + nc));
+    1 for an image without predictions or when strength == 0. See the module docstring.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    nc = len(counts)
+    rarity = (counts.sum() + nc) / (nc * (counts + 1.0))
+    w = np.ones(len(classes), dtype=np.float64)
+    if strength == 0:
+        return w
+    for i, cls in enumerate(classes):
+        c = np.asarray(cls).astype(np.int64, copy=False).ravel()
+        if len(c) == 0:
+            continue
+        if c.min() < 0 or c.max() >= nc:
+            raise InvalidOption(
+                f"predicted class id {int(c.max() if c.max() >= nc else c.min())} is outside the "
+                f"{nc} classes of labelled_class_counts; pass counts for every class of the dataset"
+            )
+        w[i] = rarity[c].max() ** strength
+    return w
+
+
+def _checked_pool(pool: np.ndarray) -> np.ndarray:
+    arr = np.asarray(pool)
+    if arr.ndim != 1:
+        raise InvalidOption(f"pool must be a 1-D array of image ids, got shape {arr.shape}")
+    if len(arr) and not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidOption(f"pool ids must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if len(np.unique(arr)) != len(arr):
+        raise InvalidOption("pool ids must be unique; the pool holds duplicates")
+    return arr
+
+
+def _score(score_fn: ScoreFn, ids: np.ndarray, params: SelectionParams, need_features: bool = False):
+    """Call score_fn on ids; validate its answer; return (ranking scores, features or None)."""
+    res = score_fn(ids)
+    if not isinstance(res, Scored):
+        raise TypeError(f"score_fn must return a detal.selection.Scored, got {type(res).__name__}")
+    scores = np.asarray(res.scores, dtype=np.float64)
+    if scores.shape != (len(ids),):
+        raise ValueError(f"score_fn returned scores of shape {scores.shape} for {len(ids)} ids")
+    if not np.isfinite(scores).all():
+        raise ValueError("score_fn returned NaN or inf scores; use a finite empty-image policy")
+    feats = None
+    if need_features:
+        if res.features is None:
+            raise ValueError(
+                "strategy 'diverse' needs image features: the scoring callback returned Scored.features=None "
+                "(enable feature pooling in the scorer)"
+            )
+        feats = np.asarray(res.features, dtype=np.float64)
+        if feats.ndim != 2 or len(feats) != len(ids) or not np.isfinite(feats).all():
+            raise ValueError(f"score_fn returned features of shape {feats.shape}; expected ({len(ids)}, d), finite")
+    if params.class_balance > 0:
+        if res.classes is None or len(res.classes) != len(ids):
+            raise ValueError("class_balance > 0 needs Scored.classes (predicted class ids per image) from score_fn")
+        scores = scores * class_balance_weights(res.classes, params.labelled_class_counts, params.class_balance)
+    return scores, feats
+
+
+def _subset(pool: np.ndarray, need: int, rng: np.random.Generator, params: SelectionParams) -> np.ndarray:
+    """The random share of the pool that gets scored: ceil(fraction * pool), >= need, <= pool; sorted."""
+    m = min(len(pool), max(need, math.ceil(params.subset_fraction * len(pool) - 1e-9)))
+    return np.sort(rng.choice(pool, size=m, replace=False))
+
+
+def _rank(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Indices of ids ordered by score descending, ties by smaller id."""
+    return np.lexsort((ids, -scores))
+
+
+def _empty(n_scored: int = 0) -> Selection:
+    return Selection(np.zeros(0, np.int64), np.zeros(0), (), n_scored)
+
+
+def select_random(pool, budget, rng, score_fn, params) -> Selection:
+    ids = rng.choice(pool, size=budget, replace=False).astype(np.int64)
+    return Selection(ids, np.full(budget, np.nan), ("random",) * budget, 0)
+
+
+def select_entropy(pool, budget, rng, score_fn, params) -> Selection:
+    sub = _subset(pool, budget, rng, params)
+    scores, _ = _score(score_fn, sub, params)
+    top = _rank(sub, scores)[:budget]
+    return Selection(sub[top], scores[top], ("uncertainty",) * budget, len(sub))
+
+
+def select_mix(pool, budget, rng, score_fn, params) -> Selection:
+    n_unc = min(budget, math.floor(params.mix_ratio * budget + 0.5))
+    if n_unc == 0:  # e.g. budget 1 at ratio 0.3: nothing to rank, so score nothing
+        sub, scores = np.zeros(0, np.int64), np.zeros(0)
+    else:
+        sub = _subset(pool, n_unc, rng, params)
+        scores, _ = _score(score_fn, sub, params)
+    top = _rank(sub, scores)[:n_unc]
+    chosen = sub[top]
+    rest = np.setdiff1d(pool, chosen, assume_unique=True)  # sorted, so the draw is order-independent
+    rand = rng.choice(rest, size=budget - n_unc, replace=False).astype(np.int64)
+    known = dict(zip(sub.tolist(), scores.tolist()))
+    rand_scores = np.array([known.get(i, np.nan) for i in rand.tolist()], dtype=np.float64)
+    return Selection(
+        np.concatenate([chosen, rand]),
+        np.concatenate([scores[top], rand_scores]),
+        ("uncertainty",) * n_unc + ("random",) * (budget - n_unc),
+        len(sub),
+    )
+
+
+def k_center_greedy(features: np.ndarray, k: int) -> np.ndarray:
+    """Indices of k rows chosen greedily to cover `features` (rows already L2-normalised or not).
+
+    Starts from row 0 (callers order rows by priority), then adds the row farthest (Euclidean) from
+    its nearest chosen row; ties go to the earlier row.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    k = min(k, len(x))
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    chosen = [0]
+    dist = np.linalg.norm(x - x[0], axis=1)
+    for _ in range(k - 1):
+        dist[chosen[-1]] = -1.0  # chosen rows never win again
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(x - x[nxt], axis=1))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
+
+
+def select_diverse(pool, budget, rng, score_fn, params) -> Selection:
+    sub = _subset(pool, budget, rng, params)
+    scores, feats = _score(score_fn, sub, params, need_features=True)
+    n_cand = min(len(sub), max(budget, math.ceil(params.candidate_factor * budget - 1e-9)))
+    cand = _rank(sub, scores)[:n_cand]
+    pick = cand[k_center_greedy(_l2_normalise(feats[cand]), budget)]
+    return Selection(sub[pick], scores[pick], ("diversity",) * budget, len(sub))
+
+
+STRATEGIES: dict[str, Callable[..., Selection]] = {
+    "random": select_random,
+    "entropy": select_entropy,
+    "mix": select_mix,
+    "diverse": select_diverse,
+}
+
+
+def select(
+    strategy: str,
+    pool: np.ndarray,
+    budget: int,
+    rng: np.random.Generator,
+    score_fn: ScoreFn,
+    params: SelectionParams = SelectionParams(),
+) -> Selection:
+    """Choose min(budget, len(pool)) unique ids from `pool` with the named strategy."""
+    fn = lookup(STRATEGIES, strategy, "selection strategy")
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
+        raise InvalidOption(f"budget must be an integer >= 0, got {budget!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed)); no global RNG")
+    if not isinstance(params, SelectionParams):
+        raise TypeError(f"params must be a SelectionParams, got {type(params).__name__}")
+    pool = _checked_pool(pool)
+    n = min(int(budget), len(pool))
+    if n == 0:
+        return _empty()
+    return fn(pool, n, rng, score_fn, params)

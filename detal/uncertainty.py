@@ -1,0 +1,263 @@
+"""Uncertainty of a detector's predictions: per-box measures and per-image reductions (numpy only).
+
+Input is the FULL class-score vector of every box kept after NMS, shape (n_boxes, C). YOLOv8-style
+heads produce independent sigmoids: each score is in [0, 1] and a vector does not sum to 1. Every
+score here means "higher = more worth labelling".
+
+Measures (`MEASURES`, per box):
+- `entropy` (DEFAULT): normalise p / sum(p), Shannon entropy in nats, in [0, log C]. It is the "class
+  entropy" of the reference experiment detal reproduces, so the default reproduces that protocol. It
+  is scale-invariant: it measures confusion BETWEEN classes and ignores how confident the box is
+  overall (0.9 on one class and 0.2 on one class both score 0); `entropy_bg`, `binary_entropy` and
+  `least_confidence` see low confidence instead.
+- `entropy_bg`: append a background class 1 - sum(p) when sum(p) < 1, then Shannon entropy, in
+  [0, log(C + 1)]. A weak box is uncertain "object or background".
+- `binary_entropy`: -t log t - (1 - t) log(1 - t) of the top score t, in [0, log 2] (PPAL, CVPR 2024).
+- `logit_entropy`: softmax of the logits log(p / (1 - p)), then Shannon entropy (never softmax the
+  probabilities themselves: that is near-uniform).
+- `margin`: 1 - (top1 - top2), in [0, 1]; `least_confidence`: 1 - top1, in [0, 1].
+
+Reductions (`REDUCTIONS`, per image): `sum` favours crowded images, `max` hangs on one box, `mean`
+depends on the confidence threshold, `topk_mean` (mean of the k highest) sits between max and mean.
+
+Scoring threshold: `image_scores(score_conf=...)` drops boxes whose top score is below `score_conf`
+before reducing. It is separate from the pre-label threshold (what is shown to annotators) and from
+the NMS threshold (what the detector keeps): low-confidence boxes are often exactly the uncertain ones.
+
+Empty images (no box left above `score_conf`) follow an explicit policy, `empty=`:
+- `"zero"` (DEFAULT): score 0, the image ranks lowest. Safe when many pool images are truly empty
+  (background frames), which would otherwise flood every batch; the cost is that an image full of
+  objects the model misses entirely is never picked by uncertainty (the random share of `mix` still
+  reaches it).
+- `"max"`: score the image as one box of maximal uncertainty (the measure's upper bound for C
+  classes, see `measure_bound`), so it ranks with the most uncertain images. Use it early, when a
+  weak model misses most objects.
+- a float: that fixed score.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+from detal.registry import InvalidOption, lookup
+
+_PROB_TOL = 1e-4  # sigmoid outputs in float16/32 can overshoot [0, 1] by rounding
+_LOGIT_CLIP = 1e-7  # keeps log(p / (1 - p)) finite for p == 0 or 1
+
+
+def _check_probs(probs: np.ndarray) -> np.ndarray:
+    """Validate an (n, C) class-score array and return it as float64 clipped to [0, 1]."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2:
+        raise InvalidOption(f"class scores must be a 2-D (n_boxes, n_classes) array, got shape {p.shape}")
+    if p.size:
+        if not np.isfinite(p).all():
+            raise InvalidOption("class scores contain NaN or inf; check the detector output")
+        lo, hi = float(p.min()), float(p.max())
+        if lo < -_PROB_TOL or hi > 1 + _PROB_TOL:
+            raise InvalidOption(
+                f"class scores must be probabilities in [0, 1], got min {lo:.4g} max {hi:.4g}; "
+                "pass sigmoid scores, not logits"
+            )
+    return np.clip(p, 0.0, 1.0)
+
+
+def _shannon(q: np.ndarray) -> np.ndarray:
+    """Row-wise Shannon entropy (nats) of rows that sum to 1; 0 log 0 = 0."""
+    logq = np.log(np.where(q > 0, q, 1.0))
+    return np.maximum(-(q * logq).sum(axis=1), 0.0)
+
+
+def _top2(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if p.shape[1] == 1:
+        return p[:, 0], np.zeros(len(p))
+    part = np.partition(p, p.shape[1] - 2, axis=1)
+    return part[:, -1], part[:, -2]
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy of p / sum(p). A zero vector (no preference at all) scores log C."""
+    p = _check_probs(probs)
+    n, c = p.shape
+    s = p.sum(axis=1, keepdims=True)
+    q = np.where(s > 0, p / np.where(s > 0, s, 1.0), 1.0 / max(c, 1))
+    return _shannon(q) if c else np.zeros(n)
+
+
+def entropy_bg(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy over the C classes plus background 1 - sum(p) (only when sum(p) < 1)."""
+    p = _check_probs(probs)
+    bg = np.maximum(1.0 - p.sum(axis=1, keepdims=True), 0.0)
+    full = np.concatenate([p, bg], axis=1)
+    # rows with sum >= 1 have bg == 0 and are renormalised; rows with sum < 1 already sum to 1
+    return _shannon(full / full.sum(axis=1, keepdims=True))
+
+
+def binary_entropy(probs: np.ndarray) -> np.ndarray:
+    """Binary entropy of the top class score: is this box really its top class?"""
+    p = _check_probs(probs)
+    if p.shape[1] == 0:
+        return np.zeros(len(p))
+    t = p.max(axis=1)
+    return _shannon(np.stack([t, 1.0 - t], axis=1))
+
+
+def logit_entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy of softmax(log(p / (1 - p))): sigmoid scores mapped back to logits."""
+    p = _check_probs(probs)
+    if p.shape[1] == 0:
+        return np.zeros(len(p))
+    pc = np.clip(p, _LOGIT_CLIP, 1 - _LOGIT_CLIP)
+    z = np.log(pc) - np.log1p(-pc)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return _shannon(e / e.sum(axis=1, keepdims=True))
+
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    """1 - (top1 - top2): close runner-up -> high score. With one class, top2 is 0."""
+    p = _check_probs(probs)
+    if p.shape[1] == 0:
+        return np.zeros(len(p))
+    t1, t2 = _top2(p)
+    return 1.0 - (t1 - t2)
+
+
+def least_confidence(probs: np.ndarray) -> np.ndarray:
+    """1 - top1."""
+    p = _check_probs(probs)
+    if p.shape[1] == 0:
+        return np.zeros(len(p))
+    return 1.0 - p.max(axis=1)
+
+
+MEASURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "entropy": entropy,
+    "entropy_bg": entropy_bg,
+    "binary_entropy": binary_entropy,
+    "logit_entropy": logit_entropy,
+    "margin": margin,
+    "least_confidence": least_confidence,
+}
+
+# Supremum of each measure for one box with C classes (used by the "max" empty-image policy).
+_BOUNDS: dict[str, Callable[[int], float]] = {
+    "entropy": lambda c: math.log(c) if c > 1 else 0.0,
+    "entropy_bg": lambda c: math.log(c + 1),
+    "binary_entropy": lambda c: math.log(2.0),
+    "logit_entropy": lambda c: math.log(c) if c > 1 else 0.0,
+    "margin": lambda c: 1.0,
+    "least_confidence": lambda c: 1.0,
+}
+
+
+def measure_bound(measure: str, n_classes: int) -> float:
+    """Largest value `measure` can give one box with `n_classes` classes."""
+    lookup(MEASURES, measure, "uncertainty measure")
+    return _BOUNDS[measure](int(n_classes))
+
+
+def _sum(s: np.ndarray, k: int) -> float:
+    return float(s.sum())
+
+
+def _mean(s: np.ndarray, k: int) -> float:
+    return float(s.mean())
+
+
+def _max(s: np.ndarray, k: int) -> float:
+    return float(s.max())
+
+
+def _topk_mean(s: np.ndarray, k: int) -> float:
+    if len(s) <= k:
+        return float(s.mean())
+    return float(np.partition(s, len(s) - k)[-k:].mean())
+
+
+# Each maps the (n >= 1,) scores of one image's boxes and k (used by topk_mean only) to one float.
+REDUCTIONS: dict[str, Callable[[np.ndarray, int], float]] = {
+    "sum": _sum,
+    "mean": _mean,
+    "max": _max,
+    "topk_mean": _topk_mean,
+}
+
+EMPTY_POLICIES = ("zero", "max")
+
+
+def box_scores(probs: np.ndarray, measure: str = "entropy") -> np.ndarray:
+    """Per-box uncertainty (n_boxes,) of an (n_boxes, C) class-score array."""
+    return lookup(MEASURES, measure, "uncertainty measure")(probs)
+
+
+def check_scoring_options(
+    measure: str = "entropy",
+    reduction: str = "sum",
+    score_conf: float = 0.0,
+    empty: str | float = "zero",
+    topk: int = 3,
+) -> None:
+    """Validate scoring options once at the boundary (config load); raise InvalidOption on a bad one."""
+    lookup(MEASURES, measure, "uncertainty measure")
+    lookup(REDUCTIONS, reduction, "reduction")
+    if isinstance(score_conf, bool) or not isinstance(score_conf, (int, float)) or not 0.0 <= score_conf <= 1.0:
+        raise InvalidOption(f"score_conf must be a number in [0, 1], got {score_conf!r}")
+    if isinstance(empty, str):
+        if empty not in EMPTY_POLICIES:
+            lookup(dict.fromkeys(EMPTY_POLICIES), empty, "empty-image policy (or a number)")
+    elif isinstance(empty, bool) or not isinstance(empty, (int, float)) or not math.isfinite(empty):
+        raise InvalidOption(f"empty must be 'zero', 'max' or a finite number, got {empty!r}")
+    if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
+        raise InvalidOption(f"topk must be an integer >= 1, got {topk!r}")
+
+
+def image_scores(
+    probs_per_image: Sequence[np.ndarray],
+    measure: str = "entropy",
+    reduction: str = "sum",
+    score_conf: float = 0.0,
+    empty: str | float = "zero",
+    topk: int = 3,
+) -> np.ndarray:
+    """One uncertainty score per image (len(probs_per_image),), float64, higher = more worth labelling.
+
+    probs_per_image[i] is the (n_i, C) class-score array of image i's kept boxes; an image without
+    boxes is a (0, C) array. Boxes whose top score is below `score_conf` are dropped; an image left
+    without boxes gets the `empty` policy score (see the module docstring).
+    """
+    check_scoring_options(measure, reduction, score_conf, empty, topk)
+    reduce = REDUCTIONS[reduction]
+    arrays = [_check_probs(p) for p in probs_per_image]
+    n_img = len(arrays)
+    widths = {a.shape[1] for a in arrays if len(a)}
+    if len(widths) > 1:
+        raise InvalidOption(f"all images must have the same number of classes, got {sorted(widths)}")
+    c = widths.pop() if widths else max((a.shape[1] for a in arrays), default=0)
+    if empty == "max":
+        if c == 0:
+            raise InvalidOption("empty='max' needs the number of classes: pass empty images as (0, C) arrays")
+        empty_score = measure_bound(measure, c)
+    elif empty == "zero":
+        empty_score = 0.0
+    else:
+        empty_score = float(empty)
+
+    out = np.full(n_img, empty_score, dtype=np.float64)
+    counts = np.array([len(a) for a in arrays], dtype=np.int64)
+    if counts.sum() == 0:
+        return out
+    # one vectorised measure call over every box of every image, then per-image reductions
+    allp = np.concatenate([a for a in arrays if len(a)], axis=0)
+    scores = MEASURES[measure](allp)
+    keep = allp.max(axis=1) >= score_conf if c else np.ones(len(allp), bool)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    for i in np.flatnonzero(counts):
+        lo, hi = bounds[i], bounds[i + 1]
+        s = scores[lo:hi][keep[lo:hi]]
+        if len(s):
+            out[i] = reduce(s, int(topk))
+    return out
