@@ -1,0 +1,254 @@
+"""Per-box measures and per-image reductions: known values, directions, properties, validation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from detal.errors import ConfigError
+from detal.uncertainty import (
+    MEASURES,
+    REDUCTIONS,
+    box_scores,
+    check_scoring_options,
+    image_scores,
+    measure_bound,
+)
+
+ALL_MEASURES = sorted(MEASURES)
+ALL_REDUCTIONS = sorted(REDUCTIONS)
+
+probs_elems = st.floats(0.0, 1.0, allow_nan=False, width=32)
+
+
+@st.composite
+def box_arrays(draw, min_boxes=0, max_boxes=8):
+    c = draw(st.integers(1, 6))
+    n = draw(st.integers(min_boxes, max_boxes))
+    return draw(arrays(np.float64, (n, c), elements=probs_elems))
+
+
+@st.composite
+def images(draw, max_images=6):
+    c = draw(st.integers(1, 5))
+    n_img = draw(st.integers(1, max_images))
+    return [
+        draw(arrays(np.float64, (draw(st.integers(0, 6)), c), elements=probs_elems)) for _ in range(n_img)
+    ]
+
+
+# ---------------------------------------------------------------- known values
+
+
+@pytest.mark.parametrize("c", [2, 3, 10, 80])
+def test_entropy_uniform_is_log_c_and_one_hot_is_zero(c):
+    for level in (1.0 / c, 0.05, 0.7):  # normalisation makes the scale irrelevant
+        assert box_scores(np.full((1, c), level), "entropy")[0] == pytest.approx(math.log(c))
+    assert box_scores(np.eye(c), "entropy") == pytest.approx(np.zeros(c), abs=1e-12)
+
+
+def test_entropy_bg_known_values():
+    # sums to 1: no background column, plain entropy
+    assert box_scores(np.full((1, 4), 0.25), "entropy_bg")[0] == pytest.approx(math.log(4))
+    # 0.5 on one class, background 0.5 -> log 2
+    assert box_scores(np.array([[0.5, 0.0, 0.0]]), "entropy_bg")[0] == pytest.approx(math.log(2))
+    # sum > 1: renormalised, same as entropy
+    p = np.array([[0.9, 0.8, 0.1]])
+    assert box_scores(p, "entropy_bg")[0] == pytest.approx(box_scores(p, "entropy")[0])
+    assert box_scores(np.array([[1.0, 0.0]]), "entropy_bg")[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_binary_entropy_margin_least_confidence_known_values():
+    p = np.array([[0.5, 0.1, 0.0], [0.9, 0.6, 0.2], [1.0, 0.0, 0.0], [0.3, 0.3, 0.3]])
+    t = np.array([0.5, 0.9, 1.0, 0.3])
+    h = -(t * np.log(t) + np.where(t < 1, (1 - t) * np.log(np.where(t < 1, 1 - t, 1)), 0))
+    assert box_scores(p, "binary_entropy") == pytest.approx(h)
+    assert box_scores(p, "binary_entropy")[0] == pytest.approx(math.log(2))
+    assert box_scores(p, "margin") == pytest.approx([1 - 0.4, 1 - 0.3, 0.0, 1.0])
+    assert box_scores(p, "least_confidence") == pytest.approx([0.5, 0.1, 0.0, 0.7])
+    # one class: the runner-up is 0
+    assert box_scores(np.array([[0.8]]), "margin") == pytest.approx([0.2])
+
+
+def test_logit_entropy_undoes_the_sigmoid():
+    logits = np.array([[2.0, 0.5, -1.0]])
+    p = 1 / (1 + np.exp(-logits))
+    q = np.exp(logits) / np.exp(logits).sum()
+    assert box_scores(p, "logit_entropy")[0] == pytest.approx(-(q * np.log(q)).sum())
+
+
+@pytest.mark.parametrize("measure", ALL_MEASURES)
+def test_zero_boxes_and_zero_vectors_are_safe(measure):
+    assert box_scores(np.zeros((0, 5)), measure).shape == (0,)
+    s = box_scores(np.zeros((3, 5)), measure)
+    assert s.shape == (3,) and np.isfinite(s).all() and (s >= 0).all()
+
+
+# ---------------------------------------------------------------- directions
+
+
+@pytest.mark.parametrize("measure", ALL_MEASURES)
+def test_more_disagreement_between_classes_scores_higher(measure):
+    # a confident box drifting toward a tie between two classes, total mass kept at 1
+    ts = np.linspace(0.0, 1.0, 11)
+    p = np.array([[1 - t / 2, t / 2, 0.0, 0.0] for t in ts])
+    s = box_scores(p, measure)
+    assert (np.diff(s) >= -1e-12).all(), s
+    assert s[-1] > s[0] + 0.1
+
+
+@pytest.mark.parametrize("measure", ["entropy_bg", "binary_entropy", "margin", "least_confidence"])
+def test_lower_confidence_scores_higher_for_confidence_aware_measures(measure):
+    conf = np.linspace(0.95, 0.5, 10)
+    p = np.stack([conf, np.zeros_like(conf), np.zeros_like(conf)], axis=1)
+    s = box_scores(p, measure)
+    assert (np.diff(s) > 0).all(), s
+
+
+def test_entropy_is_blind_to_overall_confidence():
+    # documented trade-off of the default: scale-invariant, so only between-class confusion counts
+    p = np.array([[0.9, 0.3, 0.0], [0.3, 0.1, 0.0]])
+    s = box_scores(p, "entropy")
+    assert s[0] == pytest.approx(s[1])
+
+
+# ---------------------------------------------------------------- box-level properties
+
+
+@pytest.mark.parametrize("measure", ALL_MEASURES)
+@settings(max_examples=60, deadline=None)
+@given(p=box_arrays())
+def test_box_scores_finite_nonnegative_bounded_and_row_independent(measure, p):
+    s = box_scores(p, measure)
+    assert s.shape == (len(p),)
+    assert np.isfinite(s).all() and (s >= 0).all()
+    assert (s <= measure_bound(measure, p.shape[1]) + 1e-9).all()
+    perm = np.random.default_rng(0).permutation(len(p))
+    np.testing.assert_allclose(box_scores(p[perm], measure), s[perm], atol=1e-12)
+
+
+@pytest.mark.parametrize("measure", ALL_MEASURES)
+@settings(max_examples=40, deadline=None)
+@given(p=box_arrays(min_boxes=1))
+def test_measures_do_not_depend_on_class_order(measure, p):
+    perm = np.random.default_rng(1).permutation(p.shape[1])
+    np.testing.assert_allclose(box_scores(p[:, perm], measure), box_scores(p, measure), atol=1e-9)
+
+
+# ---------------------------------------------------------------- image-level properties
+
+
+@pytest.mark.parametrize("reduction", ALL_REDUCTIONS)
+@pytest.mark.parametrize("measure", ["entropy", "binary_entropy", "margin"])
+@settings(max_examples=40, deadline=None)
+@given(imgs=images(), seed=st.integers(0, 2**16))
+def test_image_scores_finite_nonnegative_and_box_permutation_invariant(reduction, measure, imgs, seed):
+    s = image_scores(imgs, measure=measure, reduction=reduction)
+    assert s.shape == (len(imgs),) and s.dtype == np.float64
+    assert np.isfinite(s).all() and (s >= 0).all()
+    rng = np.random.default_rng(seed)
+    shuffled = [a[rng.permutation(len(a))] for a in imgs]
+    np.testing.assert_allclose(image_scores(shuffled, measure=measure, reduction=reduction), s, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(imgs=images(), k=st.integers(1, 4))
+def test_reductions_match_brute_force(imgs, k):
+    per_box = [box_scores(a, "entropy") for a in imgs]
+    expect = {
+        "sum": [b.sum() if len(b) else 0.0 for b in per_box],
+        "mean": [b.mean() if len(b) else 0.0 for b in per_box],
+        "max": [b.max() if len(b) else 0.0 for b in per_box],
+        "topk_mean": [np.sort(b)[::-1][:k].mean() if len(b) else 0.0 for b in per_box],
+    }
+    for red, want in expect.items():
+        np.testing.assert_allclose(image_scores(imgs, reduction=red, topk=k), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ALL_REDUCTIONS)
+@pytest.mark.parametrize("measure", ALL_MEASURES)
+def test_empty_images_follow_the_policy(reduction, measure):
+    c = 4
+    busy = np.array([[0.4, 0.35, 0.2, 0.05], [0.9, 0.0, 0.1, 0.0]])
+    imgs = [np.zeros((0, c)), busy, np.zeros((0, c))]
+    zero = image_scores(imgs, measure, reduction, empty="zero")
+    assert zero[0] == zero[2] == 0.0 and zero[1] > 0
+    top = image_scores(imgs, measure, reduction, empty="max")
+    assert top[0] == top[2] == pytest.approx(measure_bound(measure, c))
+    if reduction != "sum":  # one maximally uncertain box ranks at least as high as any real image
+        assert top[0] >= top[1]
+    assert image_scores(imgs, measure, reduction, empty=0.123)[[0, 2]] == pytest.approx([0.123, 0.123])
+    assert image_scores(imgs, measure, reduction, empty=0.123)[1] == pytest.approx(zero[1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(imgs=images(), conf=st.floats(0.0, 1.0))
+def test_score_conf_drops_boxes_below_threshold(imgs, conf):
+    kept = [a[a.max(axis=1) >= conf] for a in imgs]
+    got = image_scores(imgs, reduction="sum", score_conf=conf, empty=-1.0)
+    np.testing.assert_allclose(got, image_scores(kept, reduction="sum", empty=-1.0), atol=1e-12)
+    # an image whose every box is below the threshold is an empty image
+    for g, k in zip(got, kept):
+        if len(k) == 0:
+            assert g == -1.0
+
+
+def test_score_conf_changes_the_ranking():
+    confident = np.array([[0.9, 0.05, 0.0]])
+    faint_confused = np.array([[0.1, 0.1, 0.1]] * 3)
+    s_all = image_scores([confident, faint_confused])
+    s_conf = image_scores([confident, faint_confused], score_conf=0.25)
+    assert s_all[1] > s_all[0]
+    assert s_conf[1] == 0.0 and s_conf[0] > 0
+
+
+def test_sum_favours_crowded_images_and_mean_does_not():
+    box = np.array([[0.5, 0.4, 0.1]])
+    crowded = np.repeat(box, 10, axis=0)
+    assert image_scores([box, crowded], reduction="sum")[1] == pytest.approx(10 * image_scores([box])[0])
+    mean = image_scores([box, crowded], reduction="mean")
+    assert mean[0] == pytest.approx(mean[1])
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_unknown_names_list_valid_ones_and_suggest_the_near_miss():
+    with pytest.raises(ValueError, match=r"unknown uncertainty measure 'entropi'.*valid: .*margin.*'entropy'\?"):
+        box_scores(np.zeros((1, 2)), "entropi")
+    with pytest.raises(ValueError, match=r"unknown reduction 'topk'.*Did you mean 'topk_mean'"):
+        image_scores([np.zeros((1, 2))], reduction="topk")
+    with pytest.raises(ConfigError, match="empty-image policy"):
+        image_scores([np.zeros((1, 2))], empty="maximum")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(score_conf=1.5), dict(score_conf=-0.1), dict(empty=float("nan")), dict(topk=0), dict(topk=2.5)],
+)
+def test_bad_options_are_one_line_value_errors(kwargs):
+    with pytest.raises(ValueError) as err:
+        check_scoring_options(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_arrays_are_rejected():
+    with pytest.raises(ValueError, match="not logits"):
+        box_scores(np.array([[2.5, -1.0]]))
+    with pytest.raises(ValueError, match="NaN"):
+        box_scores(np.array([[np.nan, 0.1]]))
+    with pytest.raises(ValueError, match="2-D"):
+        box_scores(np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="same number of classes"):
+        image_scores([np.zeros((1, 2)), np.zeros((1, 3))])
+    with pytest.raises(ValueError, match=r"\(0, C\)"):
+        image_scores([np.zeros((0, 0))], empty="max")
+
+
+def test_no_images_gives_empty_scores():
+    assert image_scores([]).shape == (0,)
