@@ -1,0 +1,224 @@
+"""The one validated, frozen configuration object, loaded from YAML.
+
+Unknown keys and bad values become a ConfigError with one line that names the file, the key path and
+the fix (with the near miss for a typo). Relative paths resolve against the current directory, like
+every other command-line path (run detal from the project root).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from detal.errors import ConfigError
+
+_STRATEGY_NAMES = ("random", "entropy", "mix", "diverse")
+_MEASURE_NAMES = ("entropy", "entropy_bg", "binary_entropy", "margin", "least_confidence")
+_REDUCTION_NAMES = ("sum", "mean", "max", "topk_mean")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SynthConfig(_Model):
+    """Generate the dataset with `detal synth` when `data` does not exist yet."""
+
+    images: int = Field(700, ge=2)
+    seed: int = 0
+    imgsz: int = Field(160, ge=32)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+class ModelConfig(_Model):
+    arch: str = "yolov8n.yaml"
+    imgsz: int = Field(160, ge=32)
+    batch: int = Field(16, ge=1)
+    device: str = "auto"
+    workers: int = Field(0, ge=0)
+    warm_start: bool = True
+    train_args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, v: str) -> str:
+        if not (v.endswith((".yaml", ".yml", ".pt"))):
+            raise ValueError(f"'{v}' is neither an architecture .yaml (e.g. yolov8n.yaml) nor a .pt weights file")
+        return v
+
+
+class ScheduleConfig(_Model):
+    seed_fraction: float = Field(0.02, gt=0, le=1)
+    select_fraction: float = Field(0.10, gt=0, le=1)
+    epochs_per_round: int = Field(20, ge=1)
+    total_epochs: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _epochs(self) -> "ScheduleConfig":
+        if self.total_epochs < self.epochs_per_round:
+            raise ValueError(f"total_epochs ({self.total_epochs}) must be >= epochs_per_round ({self.epochs_per_round})")
+        return self
+
+    @property
+    def rounds(self) -> int:
+        return self.total_epochs // self.epochs_per_round
+
+
+class SelectionConfig(_Model):
+    subset_fraction: float = Field(0.2, gt=0, le=1)
+    mix_ratio: float = Field(0.5, ge=0, le=1)
+    candidate_factor: float = Field(3.0, ge=1)
+    class_balance: float = Field(0.0, ge=0)
+
+
+class ScoringConfig(_Model):
+    measure: str = "entropy"
+    reduction: str = "sum"
+    conf: float = Field(0.05, ge=0, lt=1)
+    iou: float = Field(0.7, gt=0, le=1)
+    empty: Union[Literal["zero", "max"], float] = "zero"
+    topk: int = Field(3, ge=1)
+    batch: int = Field(32, ge=1)
+    workers: int = Field(2, ge=0)
+    audit: bool = False
+
+    @field_validator("measure")
+    @classmethod
+    def _measure(cls, v: str) -> str:
+        return _one_of(v, _MEASURE_NAMES)
+
+    @field_validator("reduction")
+    @classmethod
+    def _reduction(cls, v: str) -> str:
+        return _one_of(v, _REDUCTION_NAMES)
+
+
+class PrelabelConfig(_Model):
+    conf: float = Field(0.25, ge=0, lt=1)
+
+
+class LabelStudioConfig(_Model):
+    url: str = "http://127.0.0.1:8080"
+    api_key_env: str = "LABEL_STUDIO_API_KEY"
+    project: str = "detal"
+    batch_size: int = Field(1000, ge=1)
+    timeout: float = Field(120.0, gt=0)
+    document_root: Path | None = None
+
+
+class Config(_Model):
+    experiment: str = Field("experiment", pattern=r"^[A-Za-z0-9._-]+$")
+    data: Path
+    synth: SynthConfig | None = None
+    output_dir: Path = Path("runs")
+    seeds: tuple[int, ...] = (0,)
+    strategies: tuple[str, ...] = ("random", "mix")
+    annotator: Literal["oracle", "labelstudio"] = "oracle"
+    model: ModelConfig = ModelConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    selection: SelectionConfig = SelectionConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    prelabel: PrelabelConfig = PrelabelConfig()
+    labelstudio: LabelStudioConfig = LabelStudioConfig()
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("list at least one strategy, e.g. [random, mix]")
+        if len(set(v)) != len(v):
+            raise ValueError("each strategy may appear once")
+        return tuple(_one_of(s, _STRATEGY_NAMES) for s in v)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("give one or more distinct integer seeds, e.g. [0, 1, 2]")
+        return v
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir / self.experiment
+
+
+def _one_of(value: str, valid: tuple[str, ...]) -> str:
+    if value not in valid:
+        near = difflib.get_close_matches(value, valid, n=1)
+        hint = f"did you mean '{near[0]}'? " if near else ""
+        raise ValueError(f"unknown name '{value}'; {hint}valid: {', '.join(valid)}")
+    return value
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The valid keys of the (sub)model at `loc`, to suggest the near miss for an unknown key."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field else None
+        sub = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if sub is None:
+            return []
+        model = sub
+    return list(model.model_fields)
+
+
+def _format_error(err: dict, source: str) -> str:
+    loc = tuple(p for p in err["loc"])
+    key = ".".join(str(p) for p in loc) or "<top level>"
+    if err["type"] == "extra_forbidden":
+        valid = _fields_at(Config, loc[:-1])
+        near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"did you mean '{near[0]}'?" if near else f"valid keys here: {', '.join(valid)}"
+        return f"{source}: {key}: unknown key; {hint}"
+    if err["type"] == "missing":
+        return f"{source}: {key}: required key is missing; add it (see configs/demo.yaml)"
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
+    return f"{source}: {key}: {msg}{shown}"
+
+
+def parse_config(raw: Any, source: str = "<config>") -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys (see configs/demo.yaml)")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc.errors()[0], source)) from None
+
+
+def _set_override(raw: dict, item: str) -> None:
+    """Apply one `key.sub=value` override (value parsed as YAML) from the command line."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set schedule.total_epochs=40")
+    key, value = item.split("=", 1)
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: '{part}' is not a section")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Config:
+    """Load, override (`a.b=value`) and validate a YAML config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found; try configs/demo.yaml")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{where}: invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    if isinstance(raw, dict):
+        for item in overrides:
+            _set_override(raw, item)
+    return parse_config(raw, str(p))
