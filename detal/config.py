@@ -15,10 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detal.errors import ConfigError
+from detal.registry import lookup
+from detal.selection import STRATEGIES
+from detal.uncertainty import MEASURES, REDUCTIONS
 
-_STRATEGY_NAMES = ("random", "entropy", "mix", "diverse")
-_MEASURE_NAMES = ("entropy", "entropy_bg", "binary_entropy", "margin", "least_confidence")
-_REDUCTION_NAMES = ("sum", "mean", "max", "topk_mean")
 
 
 class _Model(BaseModel):
@@ -89,12 +89,14 @@ class ScoringConfig(_Model):
     @field_validator("measure")
     @classmethod
     def _measure(cls, v: str) -> str:
-        return _one_of(v, _MEASURE_NAMES)
+        lookup(MEASURES, v, "measure")
+        return v
 
     @field_validator("reduction")
     @classmethod
     def _reduction(cls, v: str) -> str:
-        return _one_of(v, _REDUCTION_NAMES)
+        lookup(REDUCTIONS, v, "reduction")
+        return v
 
 
 class PrelabelConfig(_Model):
@@ -132,7 +134,9 @@ class Config(_Model):
             raise ValueError("list at least one strategy, e.g. [random, mix]")
         if len(set(v)) != len(v):
             raise ValueError("each strategy may appear once")
-        return tuple(_one_of(s, _STRATEGY_NAMES) for s in v)
+        for s in v:
+            lookup(STRATEGIES, s, "strategy")
+        return v
 
     @field_validator("seeds")
     @classmethod
@@ -144,14 +148,6 @@ class Config(_Model):
     @property
     def run_dir(self) -> Path:
         return self.output_dir / self.experiment
-
-
-def _one_of(value: str, valid: tuple[str, ...]) -> str:
-    if value not in valid:
-        near = difflib.get_close_matches(value, valid, n=1)
-        hint = f"did you mean '{near[0]}'? " if near else ""
-        raise ValueError(f"unknown name '{value}'; {hint}valid: {', '.join(valid)}")
-    return value
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -178,7 +174,7 @@ def _format_error(err: dict, source: str) -> str:
         return f"{source}: {key}: unknown key; {hint}"
     if err["type"] == "missing":
         return f"{source}: {key}: required key is missing; add it (see configs/demo.yaml)"
-    msg = err["msg"].removeprefix("Value error, ")
+    msg = err["msg"].removeprefix("Value error, ").rstrip(".")
     value = err.get("input")
     shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
     return f"{source}: {key}: {msg}{shown}"

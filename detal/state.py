@@ -40,6 +40,8 @@ class LabelState:
         ids = np.asarray(ids, dtype=np.int64)
         if round_idx < 1:
             raise ValueError("rounds start at 1 (0 means unlabelled)")
+        if np.unique(ids).size != ids.size:
+            raise ValueError("the same image was selected twice in one batch; a strategy must return unique ids")
         already = ids[self.map[ids] > 0]
         if already.size:
             raise ValueError(f"images {already[:5].tolist()} are already labelled; a strategy must pick from the pool")
