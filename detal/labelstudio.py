@@ -1,0 +1,387 @@
+"""The only module that talks to Label Studio: connect, project setup, push pre-labels, pull annotations.
+
+Images are referenced, never uploaded: a task's `image` is `/data/local-files/?d=<path relative to the
+server's document root>`, served because the image folder is attached as a (never synced) Local Files
+import storage. A task is keyed by that relative path, so pushing twice creates no duplicates.
+Formats (config XML, coordinates, regions) live in `detal.labelstudio_format`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from detal.errors import LabelStudioError
+from detal.labelstudio_format import (  # noqa: F401 - re-exported: the public conversion API
+    EFFORT_KEYS, LabelSpec, clamp_ls, effort_counts, label_config, ls_to_yolo, parse_label_config,
+    prediction_regions, regions_to_yolo, validate_prediction, xyxy_to_ls, yolo_to_ls,
+)
+from detal.types import Prediction
+
+log = logging.getLogger(__name__)
+
+_ANNOTATED_QUERY = json.dumps({"filters": {"conjunction": "or", "items": [
+    # only_annotated=True does not filter; these Data Manager filters do. Cancelled ones are reported as skipped.
+    {"filter": "filter:tasks:total_annotations", "operator": "greater_or_equal", "type": "Number", "value": 1},
+    {"filter": "filter:tasks:cancelled_annotations", "operator": "greater_or_equal", "type": "Number", "value": 1},
+]}})
+
+
+class _Secret:
+    """Holds the token so it can be scrubbed from any message that might echo it."""
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self.value, "***") if self.value else text
+
+
+@dataclass
+class Connection:
+    """A connected SDK client (`client`) and the server URL; the token is not kept in a printable field."""
+
+    url: str
+    client: Any = field(repr=False)
+    timeout: float = 60.0
+    _secret: _Secret = field(default=None, repr=False)  # type: ignore[assignment]
+
+
+def _api_error(what: str, exc: Exception, secret: _Secret | None) -> LabelStudioError:
+    status = getattr(exc, "status_code", None)
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        detail = body.get("validation_errors") or body.get("detail") or body
+    else:
+        detail = body if body is not None else f"{type(exc).__name__}: {exc}"
+    msg = f"Label Studio {what} failed" + (f" (HTTP {status})" if status else "") + f": {str(detail)[:300]}"
+    return LabelStudioError(secret.scrub(msg) if secret else msg)
+
+
+def _call(conn: Connection, what: str, fn: Callable, *args, **kwargs):
+    """Run one SDK call; any HTTP/API failure becomes one LabelStudioError without the token."""
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+
+    try:
+        return fn(*args, **kwargs)
+    except (ApiError, httpx.HTTPError) as exc:
+        raise _api_error(what, exc, conn._secret) from None
+
+
+def connect(url: str, api_key: str | None, *, timeout: float = 60.0,
+            api_key_name: str = "LABEL_STUDIO_API_KEY") -> Connection:
+    """Check /health and the token, return a Connection. `api_key_name` only names the variable in errors."""
+    import httpx
+    from label_studio_sdk import LabelStudio
+    from label_studio_sdk.core.api_error import ApiError
+
+    url = str(url).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise LabelStudioError(f"labelstudio.url {url!r} must start with http:// or https://")
+    if not api_key:
+        raise LabelStudioError(f"Label Studio API token missing: set the environment variable {api_key_name}")
+    secret = _Secret(api_key)
+    try:
+        health = httpx.get(f"{url}/health", timeout=min(timeout, 10.0))
+    except httpx.HTTPError as exc:
+        raise LabelStudioError(f"cannot reach Label Studio at {url} ({type(exc).__name__}); "
+                               "start it with `detal labelstudio serve` or fix labelstudio.url") from None
+    if health.status_code != 200:
+        raise LabelStudioError(f"Label Studio at {url} is not healthy (GET /health -> HTTP {health.status_code})")
+    client = LabelStudio(base_url=url, api_key=api_key, timeout=timeout)
+    try:
+        client.users.whoami()
+    except ApiError as exc:
+        if exc.status_code in (401, 403):
+            raise LabelStudioError(f"Label Studio at {url} refused the API token from {api_key_name} (HTTP {exc.status_code}); "
+                                   "use the token of that server's user (legacy tokens need "
+                                   "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server)") from None
+        raise _api_error("authentication check", exc, secret) from None
+    except httpx.HTTPError as exc:
+        raise _api_error("authentication check", exc, secret) from None
+    return Connection(url=url, client=client, timeout=timeout, _secret=secret)
+
+
+# ---------------------------------------------------------------- project
+
+def find_project(conn: Connection, title: str) -> int | None:
+    matches = [p.id for p in _call(conn, "project list", conn.client.projects.list, title=title) if p.title == title]
+    if len(matches) > 1:
+        raise LabelStudioError(f"{len(matches)} Label Studio projects are titled {title!r} (ids {matches}); "
+                               "rename all but one or set labelstudio.project to another title")
+    return matches[0] if matches else None
+
+
+def project_spec(conn: Connection, project_id: int, names: Sequence[str]) -> LabelSpec:
+    proj = _call(conn, "project get", conn.client.projects.get, id=project_id)
+    return parse_label_config(proj.label_config or "", names)
+
+
+def ensure_project(conn: Connection, title: str, names: Sequence[str], *, document_root: Path,
+                   image_root: Path | None = None) -> int:
+    """Create or reuse the project titled `title` (its classes must equal `names`); attach `image_root`
+    as a Local Files storage (not synced). Returns the project id."""
+    title = str(title).strip()
+    if len(title) < 3:
+        raise LabelStudioError(f"labelstudio.project title {title!r} needs at least 3 characters")
+    pid = find_project(conn, title)
+    if pid is None:
+        xml = label_config(names)
+        pid = _call(conn, "project create", conn.client.projects.create, title=title, label_config=xml,
+                    description="Pre-labels pushed by detal (active learning).").id
+        log.info("created Label Studio project %r (id %d)", title, pid)
+    else:
+        project_spec(conn, pid, names)  # raises when the classes differ
+    if image_root is not None:
+        ensure_storage(conn, pid, [Path(image_root)], document_root=document_root)
+    return pid
+
+
+def ensure_storage(conn: Connection, project_id: int, folders: Sequence[Path], *, document_root: Path) -> None:
+    """Attach each folder not yet covered as a Local Files import storage (never synced: we import tasks)."""
+    root = Path(document_root).resolve()
+    have = [Path(s.path).resolve() for s in _call(conn, "storage list", conn.client.import_storage.local.list,
+                                                   project=project_id) if s.path]
+    for folder in sorted({Path(f).resolve() for f in folders}):
+        if any(folder == h or h in folder.parents for h in have):
+            continue
+        if root not in folder.parents:
+            raise LabelStudioError(f"image folder {folder} must lie strictly inside the Label Studio document root "
+                                   f"{root}; set labelstudio.document_root to a parent folder of the dataset")
+        _call(conn, "storage create", conn.client.import_storage.local.create, project=project_id, path=str(folder),
+              use_blob_urls=True, title=f"detal {folder.name}"[:64])
+        have.append(folder)
+
+
+def image_key(image: Path, document_root: Path) -> str:
+    """The task key: image path relative to the document root, POSIX style."""
+    image, root = Path(image).resolve(), Path(document_root).resolve()
+    try:
+        return image.relative_to(root).as_posix()
+    except ValueError:
+        raise LabelStudioError(f"image {image} is outside the Label Studio document root {root}; "
+                               "set labelstudio.document_root to a folder that contains the dataset") from None
+
+
+def image_url(key: str) -> str:
+    return "/data/local-files/?d=" + urllib.parse.quote(key, safe="/")
+
+
+def _task_key(data: Mapping) -> str | None:
+    if isinstance(data.get("path"), str):
+        return data["path"]
+    url = data.get("image")
+    if isinstance(url, str) and "?d=" in url:
+        return urllib.parse.unquote(urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get("d", [""])[0]) or None
+    return None
+
+
+def _existing_tasks(conn: Connection, project_id: int) -> dict[str, Any]:
+    pager = _call(conn, "task list", conn.client.tasks.list, project=project_id, fields="task_only", page_size=1000,
+                  include="id,data,total_annotations,cancelled_annotations")
+    out = {}
+    for t in pager:
+        key = _task_key(t.data or {})
+        if key is not None:
+            out.setdefault(key, t)
+    return out
+
+
+# ---------------------------------------------------------------- push
+
+@dataclass
+class PushResult:
+    task_ids: dict[Path, int]  # every image now holding a task with the newest pre-labels
+    created: int = 0
+    refreshed: int = 0  # unannotated tasks that got the newer model's prediction
+    unchanged: int = 0  # already pushed with this model_version
+    annotated: list[Path] = field(default_factory=list)  # left alone: someone already worked on them
+    failed: list[Path] = field(default_factory=list)  # predictions that carry an error (unreadable image)
+
+
+def _score_of(scores, i: int, path: Path) -> float | None:
+    if scores is None:
+        return None
+    s = scores.get(path, scores.get(Path(path).resolve())) if isinstance(scores, Mapping) else np.asarray(scores)[i]
+    if s is None or not math.isfinite(float(s)):
+        raise LabelStudioError(f"uncertainty score for {path} is missing or not finite; score every pushed image")
+    return float(s)
+
+
+def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *, names: Sequence[str],
+         document_root: Path, round_idx: int, model_version: str,
+         scores: Mapping[Path, float] | Sequence[float] | np.ndarray | None = None,
+         images: Sequence[Path] = (), batch_size: int = 1000) -> PushResult:
+    """Import one task per prediction (bulk batches), each with ONE prediction holding all its boxes.
+
+    Task data: image URL, path key, uncertainty, round (sortable Data Manager columns). Tasks that
+    exist and were never annotated get the newer model's prediction; annotated ones stay as they are.
+    The project's model_version is set to `model_version` so the pre-labels are visible.
+    `images` are pushed as tasks without pre-labels (e.g. before the first model exists);
+    `scores` (dict by path, or aligned with `predictions`) covers `predictions` only.
+    """
+    if not model_version:
+        raise LabelStudioError("model_version must be a non-empty string (the round's model name)")
+    if batch_size < 1:
+        raise LabelStudioError(f"labelstudio.batch_size must be >= 1, got {batch_size}")
+    spec = project_spec(conn, project_id, names)
+    result = PushResult(task_ids={})
+    items = []  # (path, key, data, prediction)
+    seen = set()
+    for i, p in enumerate(predictions):
+        path = Path(p.path).resolve()
+        if not p.ok:
+            log.warning("not pushing %s: %s", path, p.error)
+            result.failed.append(path)
+            continue
+        key = image_key(path, document_root)
+        if key in seen:
+            raise LabelStudioError(f"image {path} appears twice in one push; deduplicate the selection")
+        seen.add(key)
+        regions = prediction_regions(p.boxes, p.cls, p.conf, p.width, p.height, names, spec)
+        pred = {"model_version": model_version, "result": regions,
+                "score": float(np.mean(p.conf)) if len(regions) else 0.0}  # task-level: mean box confidence
+        validate_prediction(pred, spec, str(path))
+        # model_version in data too: the task list cannot cheaply tell which model's prediction a task holds
+        data = {"image": image_url(key), "path": key, "round": int(round_idx), "model_version": model_version}
+        unc = _score_of(scores, i, path)
+        if unc is not None:
+            data["uncertainty"] = unc
+        items.append((path, key, data, pred))
+    for image in images:
+        path = Path(image).resolve()
+        key = image_key(path, document_root)
+        if key not in seen:
+            seen.add(key)
+            items.append((path, key, {"image": image_url(key), "path": key, "round": int(round_idx)}, None))
+    if not items:
+        return result
+    ensure_storage(conn, project_id, [path.parent for path, *_ in items], document_root=document_root)
+    existing = _existing_tasks(conn, project_id)
+    new, refresh = [], []
+    for path, key, data, pred in items:
+        task = existing.get(key)
+        if task is None:
+            new.append((path, data, pred))
+        elif (task.total_annotations or 0) > 0 or (task.cancelled_annotations or 0) > 0:
+            result.annotated.append(path)
+        elif pred is None or (task.data or {}).get("model_version") == model_version:
+            result.unchanged += 1
+            result.task_ids[path] = task.id
+        else:
+            refresh.append((path, task.id, data, pred))
+    for start in range(0, len(new), batch_size):
+        chunk = new[start:start + batch_size]
+        resp = _call(conn, "task import", conn.client.projects.import_tasks, id=project_id, return_task_ids=True,
+                     request=[{"data": d, "predictions": [p] if p else []} for _, d, p in chunk])
+        ids = (resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)).get("task_ids") or []
+        if len(ids) != len(chunk):
+            raise LabelStudioError(f"Label Studio imported {len(ids)} of {len(chunk)} tasks; check the server log")
+        for (path, _, _), tid in zip(chunk, ids):
+            result.task_ids[path] = int(tid)
+        result.created += len(chunk)
+    if refresh:
+        _refresh(conn, project_id, refresh, batch_size)
+        for path, tid, _, _ in refresh:
+            result.task_ids[path] = tid
+        result.refreshed = len(refresh)
+    proj = _call(conn, "project get", conn.client.projects.get, id=project_id)
+    if any(pred is not None for *_, pred in items) and proj.model_version != model_version:
+        _call(conn, "project update", conn.client.projects.update, id=project_id, model_version=model_version)
+    log.info("pushed %d images to project %d: %d created, %d refreshed, %d unchanged, %d already annotated",
+             len(items), project_id, result.created, result.refreshed, result.unchanged, len(result.annotated))
+    return result
+
+
+def _refresh(conn: Connection, project_id: int, refresh: list, batch_size: int) -> None:
+    """Replace the old model's prediction on unannotated tasks and update their score columns."""
+    for start in range(0, len(refresh), batch_size):
+        chunk = refresh[start:start + batch_size]
+        ids = [tid for _, tid, _, _ in chunk]
+        _call(conn, "delete old predictions", conn.client.actions.create, id="delete_tasks_predictions",
+              project=project_id, selected_items={"all": False, "included": ids})
+        _call(conn, "prediction import", conn.client.projects.import_predictions, id=project_id,
+              request=[{"task": tid, **pred} for _, tid, _, pred in chunk])
+        for _, tid, data, _ in chunk:  # no bulk data update in the API; refreshes are the rare case
+            _call(conn, "task update", conn.client.tasks.update, id=tid, data=data)
+
+
+# ---------------------------------------------------------------- pull
+
+@dataclass
+class PullResult:
+    labels: dict[Path, np.ndarray]  # (n, 5) cls cx cy w h, normalised; empty array = "no objects"
+    skipped: list[Path]  # every annotation cancelled/skipped: NOT labelled
+    effort: dict[Path, dict[str, int]]  # per labelled image: accepted, corrected, deleted, added
+    task_ids: dict[Path, int] = field(default_factory=dict)
+
+    def effort_totals(self) -> dict[str, int]:
+        out = dict.fromkeys(EFFORT_KEYS, 0)
+        for counts in self.effort.values():
+            for k in EFFORT_KEYS:
+                out[k] += counts[k]
+        out["skipped"] = len(self.skipped)
+        return out
+
+
+def _when(a: Mapping) -> tuple:
+    return (str(a.get("updated_at") or a.get("created_at") or ""), int(a.get("id") or 0))
+
+
+def _as_dict(x: Any) -> dict:
+    return x if isinstance(x, dict) else x.model_dump()
+
+
+def _prelabel(preds: list[dict], ann: dict, project_version: str | None) -> dict | None:
+    """The prediction the annotator started from: its parent, else the project's current model's, else the newest."""
+    if not preds:
+        return None
+    parent = ann.get("parent_prediction")
+    for p in preds:
+        if parent is not None and p.get("id") == parent:
+            return p
+    current = [p for p in preds if project_version and p.get("model_version") == project_version]
+    return max(current or preds, key=lambda p: int(p.get("id") or 0))
+
+
+def pull(conn: Connection, project_id: int, names: Sequence[str], *, document_root: Path) -> PullResult:
+    """Annotated tasks -> YOLO labels (latest non-cancelled annotation per task) and effort counts.
+
+    Unannotated tasks are not returned; tasks whose annotations are all cancelled are listed in `skipped`.
+    An unknown label name raises LabelStudioError.
+    """
+    spec = project_spec(conn, project_id, names)
+    project_version = _call(conn, "project get", conn.client.projects.get, id=project_id).model_version
+    root = Path(document_root).resolve()
+    out = PullResult(labels={}, skipped=[], effort={})
+    pager = _call(conn, "task list", conn.client.tasks.list, project=project_id, fields="all", page_size=500,
+                  query=_ANNOTATED_QUERY)
+    for task in pager:
+        key = _task_key(task.data or {})
+        if key is None:
+            log.warning("task %s has no image path in its data; ignored", task.id)
+            continue
+        path = (root / key).resolve()
+        anns = [_as_dict(a) for a in (task.annotations or [])]
+        done = [a for a in anns if not a.get("was_cancelled")]
+        if not done:
+            if anns:
+                out.skipped.append(path)
+            continue
+        ann = max(done, key=_when)
+        where = f"task {task.id} ({key})"
+        labels = regions_to_yolo(ann.get("result") or [], spec, where)
+        pre = _prelabel([_as_dict(p) for p in (task.predictions or [])], ann, project_version)
+        pre_labels = regions_to_yolo(pre.get("result") or [], spec, where + " prediction") if pre else labels[:0]
+        out.labels[path] = labels
+        out.effort[path] = effort_counts(pre_labels, labels)
+        out.task_ids[path] = int(task.id)
+    return out
