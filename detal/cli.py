@@ -25,7 +25,10 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 def cmd_synth(args) -> int:
     from detal.synthetic import generate
 
-    out = generate(Path(args.out), args.images, seed=args.seed, imgsz=args.imgsz, val_fraction=args.val_fraction)
+    try:
+        out = generate(Path(args.out), args.images, seed=args.seed, imgsz=args.imgsz, val_fraction=args.val_fraction)
+    except ValueError as exc:  # the generator validates its arguments; show it as a usage error
+        raise DetalError(f"synth: {exc}") from None
     print(f"wrote {args.images} images; dataset: {out}")
     return 0
 
