@@ -1,0 +1,205 @@
+"""Real (tiny) tests of detal.detector: one yolov8n trained for 2 epochs at 64 px is shared by the module."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import numpy as np
+import pytest
+
+from detal.detector import Scorer, TrainResult, check_train_overrides, evaluate, resolve_device, train
+from detal.errors import ConfigError
+from tests._tiny import tiny_trained
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+IMGSZ = 64
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    return tiny_trained(tmp_path_factory.mktemp("tiny_detector"), epochs=2, imgsz=IMGSZ)
+
+
+def _sorted(boxes, conf, cls):
+    rows = np.column_stack([boxes, conf, cls]).astype(np.float64)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+# --- devices and config -------------------------------------------------------------------------------------
+
+def test_resolve_device():
+    import torch
+
+    assert resolve_device("auto") == ("0" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("CPU") == "cpu"
+    for bad in ("gpu", "cuda:x", "0;1", ""):
+        with pytest.raises(ConfigError, match="device"):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA"):
+            resolve_device("0")
+
+
+def test_train_overrides_validated():
+    assert check_train_overrides({"lr0": 0.02, "mosaic": 0.0}) == {"lr0": 0.02, "mosaic": 0.0}
+    with pytest.raises(ConfigError, match=r"extra\.lr_0: .*did you mean 'lr0'"):
+        check_train_overrides({"lr_0": 0.02})
+    with pytest.raises(ConfigError, match=r"extra\.epochs: set by detal"):
+        check_train_overrides({"epochs": 3})
+    with pytest.raises(ConfigError, match="mosaic"):
+        check_train_overrides({"mosaic": "lots"})
+    msg = None
+    try:
+        check_train_overrides({"warmup_epoch": 1})
+    except ConfigError as exc:
+        msg = str(exc)
+    assert msg is not None and "\n" not in msg and "warmup_epochs" in msg
+
+
+def test_train_rejects_unknown_extra_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="lr_0"):
+        train("yolov8n.yaml", tmp_path / "missing.yaml", 1, tmp_path / "run", extra={"lr_0": 0.1})
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_weights_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        Scorer(tmp_path / "nope.pt")
+    with pytest.raises(ConfigError, match="not found"):
+        train(tmp_path / "nope.pt", tmp_path / "data.yaml", 1, tmp_path / "run")
+
+
+# --- training and evaluation ---------------------------------------------------------------------------------
+
+def test_train_and_evaluate(tiny):
+    assert tiny.weights.is_file() and tiny.weights.name == "last.pt"
+    assert not (tiny.weights.parent / "best.pt").exists()
+    maps = evaluate(tiny.weights, tiny.data.data_yaml, imgsz=IMGSZ)
+    assert set(maps) == {"map50_95", "map50"}
+    for v in maps.values():
+        assert math.isfinite(v) and 0.0 <= v <= 1.0
+    assert maps["map50_95"] <= maps["map50"] + 1e-9
+
+
+def test_warm_start_is_deterministic_and_reports_epochs(tiny, tmp_path):
+    """Two 1-epoch warm starts from the same .pt with the same seed give bit-identical weights (CPU)."""
+    import torch
+
+    seen = []
+    runs = []
+    for k in range(2):
+        res = train(tiny.weights, tiny.data.data_yaml, 1, tmp_path / f"run{k}", imgsz=IMGSZ, batch=8, seed=3,
+                    on_epoch=(lambda e, n, s: seen.append((e, n, s))) if k == 0 else None)
+        assert isinstance(res, TrainResult) and res.epochs == 1 and res.seconds > 0
+        assert res.weights == (tmp_path / f"run{k}" / "weights" / "last.pt").resolve()
+        runs.append(torch.load(res.weights, map_location="cpu", weights_only=False)["model"].float().state_dict())
+    assert [(e, n) for e, n, _ in seen] == [(1, 1)]
+    assert math.isfinite(seen[0][2]["loss"]) and {"box_loss", "cls_loss"} <= set(seen[0][2])
+    assert runs[0].keys() == runs[1].keys()
+    diff = [k for k in runs[0] if not torch.equal(runs[0][k], runs[1][k])]
+    assert diff == []
+
+
+# --- the scorer -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch", [4, 32])
+def test_scorer_matches_ultralytics_predict(tiny, batch):
+    from ultralytics import YOLO
+
+    images = list(tiny.data.train[:12])
+    conf, iou = 1e-4, 0.7  # the 2-epoch model scores below 0.005; NMS still has work
+    scorer = Scorer(tiny.weights, imgsz=IMGSZ, conf=conf, iou=iou, batch=batch)
+    preds = scorer.predict(images)
+    results = YOLO(str(tiny.weights)).predict([str(p) for p in images], imgsz=IMGSZ, conf=conf, iou=iou,
+                                              batch=batch, verbose=False)
+    total = 0
+    for p, r in zip(preds, results, strict=True):
+        assert p.ok and str(p.path) == r.path
+        assert (p.height, p.width) == r.orig_shape
+        ref = _sorted(r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy())
+        got = _sorted(p.boxes, p.conf, p.cls)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, atol=1e-3, rtol=0)
+        total += len(got)
+    assert total > 0, "no boxes at conf=1e-4: the comparison would be vacuous"
+
+
+def test_scorer_probs_are_full_class_vectors(tiny):
+    scorer = Scorer(tiny.weights, imgsz=IMGSZ, conf=1e-4, batch=8)
+    preds = scorer.predict(tiny.data.val)
+    nc = len(tiny.data.names)
+    assert scorer.names == tiny.data.names and scorer.nc == nc
+    n_boxes = 0
+    for p in preds:
+        n = len(p.conf)
+        assert p.boxes.shape == (n, 4) and p.cls.shape == (n,) and p.probs.shape == (n, nc)
+        assert p.boxes.dtype == np.float32 and p.probs.dtype == np.float32 and p.cls.dtype == np.int64
+        if n:
+            np.testing.assert_allclose(p.probs.max(1), p.conf, rtol=0, atol=1e-6)
+            np.testing.assert_array_equal(p.probs.argmax(1), p.cls)
+            assert ((p.probs > 0) & (p.probs < 1)).all()  # sigmoids of every class, not a one-hot top class
+            assert (p.boxes[:, [0, 2]] >= 0).all() and (p.boxes[:, [0, 2]] <= p.width).all()
+        n_boxes += n
+    assert n_boxes > 0
+
+
+def test_scorer_features_match_ultralytics_embed(tiny):
+    """feature = global-average-pooled SPPF output (layer 9 of yolov8n), as YOLO.embed(embed=[9]) computes it."""
+    from ultralytics import YOLO
+
+    images = list(tiny.data.val[:5])
+    preds = Scorer(tiny.weights, imgsz=IMGSZ, batch=2).predict(images)
+    ref = YOLO(str(tiny.weights)).embed([str(p) for p in images], imgsz=IMGSZ, batch=2, embed=[9], verbose=False)
+    for p, e in zip(preds, ref, strict=True):
+        assert p.feature is not None and p.feature.dtype == np.float32 and p.feature.shape == (256,)
+        np.testing.assert_allclose(p.feature, e.float().numpy(), rtol=1e-4, atol=1e-6)
+    assert not np.array_equal(preds[0].feature, preds[1].feature)
+    without = Scorer(tiny.weights, imgsz=IMGSZ, features=False).predict(images)
+    assert all(p.feature is None for p in without)
+
+
+def test_scorer_corrupt_images_and_order(tiny, tmp_path, caplog):
+    bad = tmp_path / "garbage.jpg"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8).tobytes())
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    missing = tmp_path / "missing.png"
+    good = list(tiny.data.train[:7])
+    images = good[:2] + [bad] + good[2:5] + [empty, missing] + good[5:]
+    reference = {p.path: p for p in Scorer(tiny.weights, imgsz=IMGSZ, conf=1e-4, batch=7).predict(good)}
+
+    caplog.set_level(logging.WARNING, logger="detal")
+    for workers in (0, 2):
+        caplog.clear()
+        scorer = Scorer(tiny.weights, imgsz=IMGSZ, conf=1e-4, batch=3, workers=workers)
+        preds = list(scorer.iter_predictions(str(p) for p in images))  # a generator of str works too
+        assert [p.path for p in preds] == images
+        errors = {p.path for p in preds if not p.ok}
+        assert errors == {bad, empty, missing}
+        for p in preds:
+            if p.ok:
+                ref = reference[p.path]
+                assert (p.width, p.height) == (ref.width, ref.height)
+                assert len(p.conf) == len(ref.conf)  # batch composition may shift floats, not detections here
+            else:
+                assert p.boxes.shape == (0, 4) and p.probs.shape == (0, 3) and p.conf.shape == (0,)
+                assert p.feature is None and p.error
+        lines = [r.getMessage() for r in caplog.records if r.name == "detal"]
+        assert len(lines) == 3 and all("\n" not in m for m in lines)
+        assert any(str(bad) in m for m in lines)
+
+
+def test_scorer_all_unreadable_batch(tiny, tmp_path):
+    bad = [tmp_path / f"b{i}.jpg" for i in range(3)]
+    for p in bad:
+        p.write_bytes(b"not an image")
+    preds = Scorer(tiny.weights, imgsz=IMGSZ, batch=2).predict(bad + [tiny.data.val[0]])
+    assert [p.ok for p in preds] == [False, False, False, True]
+
+
+def test_scorer_rejects_bad_settings(tiny):
+    for kwargs in ({"conf": 1.5}, {"iou": -0.1}, {"batch": 0}, {"workers": -1}):
+        with pytest.raises(ConfigError):
+            Scorer(tiny.weights, **kwargs)
