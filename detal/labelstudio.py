@@ -20,7 +20,7 @@ import numpy as np
 
 from detal.errors import LabelStudioError
 from detal.labelstudio_format import (  # noqa: F401 - re-exported: the public conversion API
-    EFFORT_KEYS, LabelSpec, clamp_ls, effort_counts, label_config, ls_to_yolo, parse_label_config,
+    EFFORT_KEYS, LabelSpec, clamp_ls, effort_counts, label_config, label_regions, ls_to_yolo, parse_label_config,
     prediction_regions, regions_to_yolo, validate_prediction, xyxy_to_ls, yolo_to_ls,
 )
 from detal.types import Prediction
@@ -294,7 +294,9 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
             result.task_ids[path] = tid
         result.refreshed = len(refresh)
     proj = _call(conn, "project get", conn.client.projects.get, id=project_id)
-    if any(pred is not None for *_, pred in items) and proj.model_version != model_version:
+    # the server refuses a model_version no prediction carries (e.g. every task was already annotated)
+    sent = any(p is not None for *_, p in new) or bool(refresh) or (result.unchanged and any(p for *_, p in items))
+    if sent and proj.model_version != model_version:
         _call(conn, "project update", conn.client.projects.update, id=project_id, model_version=model_version)
     log.info("pushed %d images to project %d: %d created, %d refreshed, %d unchanged, %d already annotated",
              len(items), project_id, result.created, result.refreshed, result.unchanged, len(result.annotated))
@@ -385,3 +387,13 @@ def pull(conn: Connection, project_id: int, names: Sequence[str], *, document_ro
         out.effort[path] = effort_counts(pre_labels, labels)
         out.task_ids[path] = int(task.id)
     return out
+
+
+def submit_annotation(conn: Connection, task_id: int, result: list[dict], *, cancelled: bool = False) -> int:
+    """Create one annotation as the connected user (the simulated annotator, tests); returns its id.
+
+    `cancelled=True` records a skip, which `pull` reports and never turns into a label.
+    """
+    ann = _call(conn, "annotation create", conn.client.annotations.create, id=int(task_id), result=list(result),
+                was_cancelled=bool(cancelled))
+    return int(ann.id)

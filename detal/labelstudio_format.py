@@ -132,6 +132,20 @@ def prediction_regions(boxes_xyxy: np.ndarray, cls: np.ndarray, conf: np.ndarray
     return out
 
 
+def label_regions(labels: np.ndarray, width: int, height: int, names: Sequence[str],
+                  spec: LabelSpec | None = None) -> list[dict]:
+    """YOLO labels (n, 5) -> rectangle regions, as an annotator would draw them (no score)."""
+    spec = spec or LabelSpec(FROM_NAME, TO_NAME, {str(n): i for i, n in enumerate(names)})
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1, 5)
+    out = []
+    for i, (row, (x, y, w, h)) in enumerate(zip(labels, yolo_to_ls(labels[:, 1:]))):
+        out.append({"id": f"a{i}", "type": "rectanglelabels", "from_name": spec.from_name, "to_name": spec.to_name,
+                    "original_width": int(width), "original_height": int(height), "image_rotation": 0,
+                    "value": {"x": float(x), "y": float(y), "width": float(w), "height": float(h), "rotation": 0,
+                              "rectanglelabels": [str(names[int(row[0])])]}})
+    return out
+
+
 def validate_prediction(pred: dict, spec: LabelSpec, where: str) -> None:
     """Check a prediction against the project config (the server would store a bad one silently)."""
     if not isinstance(pred.get("model_version"), str) or not pred["model_version"]:
