@@ -1,0 +1,368 @@
+"""Selection strategies: one contract for every registered strategy, then each strategy's own promise."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detal.errors import ConfigError
+from detal.selection import (
+    STRATEGIES,
+    Scored,
+    Selection,
+    SelectionParams,
+    class_balance_weights,
+    k_center_greedy,
+    select,
+)
+
+UNIVERSE = 300  # image ids 0..299; whatever is not in the pool plays the labelled + val images
+
+
+class FakeScorer:
+    """Scores, features and predicted classes fixed per id (so order of scoring cannot matter); logs calls."""
+
+    def __init__(self, seed=0, d=6, nc=4, ties=False, features=True):
+        rng = np.random.default_rng(seed)
+        self.scores = rng.integers(0, 4, UNIVERSE).astype(float) if ties else rng.random(UNIVERSE)
+        self.features = rng.normal(size=(UNIVERSE, d)) if features else None
+        self.classes = [rng.integers(0, nc, size=rng.integers(0, 4)) for _ in range(UNIVERSE)]
+        self.calls: list[np.ndarray] = []
+
+    def __call__(self, ids: np.ndarray) -> Scored:
+        assert ids.dtype.kind == "i"
+        self.calls.append(np.array(ids, copy=True))
+        feats = None if self.features is None else self.features[ids]
+        return Scored(self.scores[ids], feats, [self.classes[i] for i in ids])
+
+    @property
+    def seen(self) -> np.ndarray:
+        return np.concatenate(self.calls) if self.calls else np.zeros(0, np.int64)
+
+
+def run(strategy, pool, budget, seed, params=SelectionParams(), scorer=None) -> tuple[Selection, FakeScorer]:
+    scorer = scorer or FakeScorer()
+    return select(strategy, pool, budget, np.random.default_rng(seed), scorer, params), scorer
+
+
+@st.composite
+def problems(draw):
+    in_pool = draw(st.lists(st.booleans(), min_size=UNIVERSE, max_size=UNIVERSE))
+    pool = np.flatnonzero(in_pool)
+    budget = draw(st.integers(0, len(pool) + 10))
+    cb = draw(st.sampled_from([0.0, 0.5, 2.0]))
+    params = SelectionParams(
+        subset_fraction=draw(st.floats(0.01, 1.0)),
+        mix_ratio=draw(st.floats(0.01, 1.0)),
+        candidate_factor=draw(st.floats(1.0, 5.0)),
+        class_balance=cb,
+        labelled_class_counts=np.array([50, 10, 1, 0]) if cb else None,
+    )
+    return pool, budget, draw(st.integers(0, 2**32 - 1)), params
+
+
+# ---------------------------------------------------------------- the contract, every strategy
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@settings(max_examples=40, deadline=None)
+@given(problem=problems(), ties=st.booleans())
+def test_contract_every_strategy(strategy, problem, ties):
+    pool, budget, seed, params = problem
+    sel, scorer = run(strategy, pool, budget, seed, params, FakeScorer(ties=ties))
+    n = min(budget, len(pool))
+
+    assert isinstance(sel, Selection)
+    assert sel.ids.dtype == np.int64 and sel.ids.shape == (n,)
+    assert len(np.unique(sel.ids)) == n  # unique
+    assert np.isin(sel.ids, pool).all()  # never a labelled or val image
+    assert sel.scores.shape == (n,) and len(sel.sources) == n
+    # the scorer only ever sees pool ids, at most once per strategy, and n_scored counts them
+    assert len(scorer.calls) <= 1
+    assert sel.n_scored == len(scorer.seen)
+    assert np.isin(scorer.seen, pool).all() and len(np.unique(scorer.seen)) == len(scorer.seen)
+    scored = np.array([s != "random" for s in sel.sources], dtype=bool)
+    assert np.isfinite(sel.scores[scored]).all()
+    assert np.isin(sel.ids[scored], scorer.seen).all()  # uncertainty picks come from scored images
+
+    # same seed -> same selection; the order of the pool does not matter either
+    shuffled = np.random.default_rng(seed).permutation(pool)
+    again, _ = run(strategy, shuffled, budget, seed, params, FakeScorer(ties=ties))
+    np.testing.assert_array_equal(again.ids, sel.ids)
+    np.testing.assert_array_equal(again.scores, sel.scores)
+    assert again.sources == sel.sources and again.n_scored == sel.n_scored
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_pool_smaller_than_budget_returns_whole_pool(strategy):
+    pool = np.array([7, 3, 11, 42])
+    sel, _ = run(strategy, pool, 10, 0, SelectionParams(subset_fraction=0.2))
+    assert sorted(sel.ids.tolist()) == [3, 7, 11, 42]
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_empty_pool_and_zero_budget_score_nothing(strategy):
+    for pool, budget in [(np.zeros(0, np.int64), 5), (np.arange(20), 0)]:
+        sel, scorer = run(strategy, pool, budget, 0)
+        assert sel.ids.shape == (0,) and sel.n_scored == 0 and scorer.calls == []
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_different_seeds_give_different_selections(strategy):
+    pool = np.arange(UNIVERSE)
+    picks = {tuple(run(strategy, pool, 10, seed)[0].ids.tolist()) for seed in range(5)}
+    assert len(picks) > 1
+
+
+# ---------------------------------------------------------------- random
+
+
+def test_random_never_scores_and_is_roughly_uniform():
+    pool = np.arange(100)
+    hits = np.zeros(UNIVERSE)
+    for seed in range(400):
+        sel, scorer = run("random", pool, 10, seed)
+        assert scorer.calls == [] and sel.n_scored == 0 and np.isnan(sel.scores).all()
+        hits[sel.ids] += 1
+    # each id is picked with probability 0.1: 40 expected of 400, binomial sd 6
+    assert hits[:100].min() > 15 and hits[:100].max() < 70
+
+
+# ---------------------------------------------------------------- the random subset rule
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "mix", "diverse"])
+@pytest.mark.parametrize(
+    "frac,n_pool,budget,expect",
+    [(0.2, 250, 10, 50), (0.2, 101, 5, 21), (0.2, 100, 30, 30), (0.2, 100, 50, 50), (1.0, 80, 5, 80)],
+)
+def test_only_a_random_subset_is_scored(strategy, frac, n_pool, budget, expect):
+    # ceil(frac * pool) images, but at least as many as the strategy must rank (mix: its uncertain share)
+    if strategy == "mix":
+        expect = max(math.ceil(frac * n_pool), math.floor(0.5 * budget + 0.5))
+    pool = np.arange(UNIVERSE - n_pool, UNIVERSE)
+    params = SelectionParams(subset_fraction=frac)
+    seen = []
+    for seed in range(3):
+        sel, scorer = run(strategy, pool, budget, seed, params)
+        assert len(scorer.calls) == 1 and sel.n_scored == expect == len(scorer.seen)
+        seen.append(set(scorer.seen.tolist()))
+    if expect < n_pool:
+        assert len(seen[0] | seen[1] | seen[2]) > expect  # a different random subset per seed
+
+
+@settings(max_examples=50, deadline=None)
+@given(problem=problems())
+def test_entropy_is_top_k_of_the_scored_subset(problem):
+    pool, budget, seed, params = problem
+    scorer = FakeScorer(ties=True)
+    sel, _ = run("entropy", pool, budget, seed, params, scorer)
+    seen = scorer.seen
+    w = np.ones(len(seen))
+    if params.class_balance:
+        w = class_balance_weights([scorer.classes[i] for i in seen], params.labelled_class_counts, params.class_balance)
+    ranked = sorted(zip(seen.tolist(), (scorer.scores[seen] * w).tolist()), key=lambda t: (-t[1], t[0]))
+    want = [i for i, _ in ranked[: min(budget, len(pool))]]
+    assert sel.ids.tolist() == want
+    assert sel.sources == ("uncertainty",) * len(want)
+
+
+# ---------------------------------------------------------------- mix
+
+
+@pytest.mark.parametrize(
+    "budget,ratio,n_unc", [(10, 0.5, 5), (5, 0.5, 3), (10, 0.3, 3), (7, 0.3, 2), (1, 0.3, 0), (4, 1.0, 4), (3, 0.5, 2)]
+)
+def test_mix_ratio_rounds_half_up(budget, ratio, n_unc):
+    sel, scorer = run("mix", np.arange(200), budget, 1, SelectionParams(mix_ratio=ratio))
+    assert sel.sources.count("uncertainty") == n_unc
+    assert sel.sources.count("random") == budget - n_unc
+    assert sel.sources[:n_unc] == ("uncertainty",) * n_unc  # uncertainty picks first
+    if n_unc == 0:
+        assert scorer.calls == [] and sel.n_scored == 0
+
+
+def test_mix_uncertain_half_is_entropy_top_and_random_half_reaches_unscored_images():
+    pool = np.arange(UNIVERSE)
+    outside = 0
+    for seed in range(20):
+        scorer = FakeScorer()
+        sel, _ = run("mix", pool, 20, seed, SelectionParams(subset_fraction=0.2, mix_ratio=0.5), scorer)
+        seen = scorer.seen
+        top = seen[np.lexsort((seen, -scorer.scores[seen]))[:10]]
+        np.testing.assert_array_equal(sel.ids[:10], top)
+        rand = sel.ids[10:]
+        outside += int((~np.isin(rand, seen)).sum())
+        # random picks that were scored keep their score, the others carry NaN
+        np.testing.assert_array_equal(np.isnan(sel.scores[10:]), ~np.isin(rand, seen))
+    # random half drawn from the whole remaining pool: ~80% of picks were never scored
+    assert 0.65 < outside / 200 < 0.95
+
+
+# ---------------------------------------------------------------- diverse
+
+
+def clustered_scorer(n_clusters=5, per=40, d=8, seed=0):
+    """Tight clusters along distinct directions; cluster 0 is the most uncertain by far."""
+    rng = np.random.default_rng(seed)
+    centers = np.eye(d)[:n_clusters] * 3.0
+    cluster = np.repeat(np.arange(n_clusters), per)
+    scorer = FakeScorer(seed=seed, d=d)
+    n = n_clusters * per
+    scorer.features[:n] = centers[cluster] + rng.normal(scale=0.05, size=(n, d))
+    scorer.scores[:n] = rng.random(n) * 0.5 + np.where(cluster == 0, 0.5, 0.0)
+    return scorer, np.arange(n), cluster
+
+
+def test_diverse_covers_every_cluster_where_entropy_piles_into_one():
+    scorer, pool, cluster = clustered_scorer()
+    params = SelectionParams(subset_fraction=1.0, candidate_factor=40.0)
+    sel, _ = run("diverse", pool, 5, 0, params, scorer)
+    assert sorted(cluster[sel.ids].tolist()) == [0, 1, 2, 3, 4]
+    assert sel.ids[0] == pool[np.argmax(scorer.scores[pool])]  # starts from the most uncertain
+    assert sel.sources == ("diversity",) * 5
+    ent, _ = run("entropy", pool, 5, 0, params, clustered_scorer()[0])
+    assert set(cluster[ent.ids].tolist()) == {0}
+
+
+def test_diverse_with_candidate_factor_one_is_entropy():
+    pool = np.arange(UNIVERSE)
+    params = SelectionParams(candidate_factor=1.0)
+    div, _ = run("diverse", pool, 12, 3, params)
+    ent, _ = run("entropy", pool, 12, 3, params)
+    assert sorted(div.ids.tolist()) == sorted(ent.ids.tolist())
+
+
+def test_diverse_ignores_feature_scale():
+    # features are L2-normalised: 100 x e1 is the same direction as e1, e2 is the new information
+    scorer = FakeScorer(d=3)
+    scorer.features[:3] = [[1.0, 0.0, 0.0], [100.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    scorer.scores[:3] = [0.9, 0.8, 0.1]
+    sel, _ = run("diverse", np.arange(3), 2, 0, SelectionParams(subset_fraction=1.0, candidate_factor=5.0), scorer)
+    assert sel.ids.tolist() == [0, 2]
+    # and on the clusters, arbitrary per-image scales do not break the one-per-cluster cover
+    scorer, pool, cluster = clustered_scorer()
+    scorer.features[pool] *= np.random.default_rng(1).uniform(0.1, 10.0, size=(len(pool), 1))
+    sel, _ = run("diverse", pool, 5, 0, SelectionParams(subset_fraction=1.0, candidate_factor=40.0), scorer)
+    assert sorted(cluster[sel.ids].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_diverse_without_features_is_a_clear_error():
+    with pytest.raises(ValueError, match="needs image features.*features=None"):
+        run("diverse", np.arange(50), 5, 0, scorer=FakeScorer(features=False))
+
+
+def test_k_center_greedy_on_a_line():
+    x = np.arange(11.0)[:, None]
+    assert k_center_greedy(x, 3).tolist() == [0, 10, 5]
+    assert k_center_greedy(np.zeros((4, 2)), 3).tolist() == [0, 1, 2]  # duplicates: earlier rows first
+    assert k_center_greedy(x, 0).tolist() == []
+
+
+# ---------------------------------------------------------------- class balance
+
+
+def test_class_balance_weights_formula_and_direction():
+    counts = np.array([96.0, 0.0, 0.0, 0.0])  # sum 96, nc 4: rarity = 100 / (4 (n_c + 1))
+    rarity = 100 / (4 * (counts + 1))
+    classes = [np.array([0]), np.array([1]), np.array([0, 2]), np.array([], np.int64)]
+    w = class_balance_weights(classes, counts, 1.0)
+    np.testing.assert_allclose(w, [rarity[0], rarity[1], rarity[2], 1.0])
+    assert w[1] > 1 > w[0]
+    np.testing.assert_allclose(class_balance_weights(classes, counts, 0.5), np.sqrt(w))
+    np.testing.assert_allclose(class_balance_weights(classes, counts, 0.0), 1.0)
+    # uniform labelled counts: every class at its share, weight 1
+    np.testing.assert_allclose(class_balance_weights(classes, np.full(4, 25.0), 2.0), 1.0)
+    with pytest.raises(ValueError, match="outside the 4 classes"):
+        class_balance_weights([np.array([4])], counts, 1.0)
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "mix", "diverse"])
+def test_class_balance_favours_images_of_rare_classes(strategy):
+    pool = np.arange(100)
+    scorer = FakeScorer()
+    scorer.scores[:] = 0.5
+    scorer.scores[:90] = 0.6  # common-class images are a bit more uncertain...
+    for i in range(100):
+        scorer.classes[i] = np.array([0 if i < 90 else 3])  # ...but class 3 is rare in the labelled set
+    counts = np.array([500, 200, 100, 2])
+    base = dict(subset_fraction=1.0, mix_ratio=1.0, candidate_factor=1.0, labelled_class_counts=counts)
+    off, _ = run(strategy, pool, 5, 0, SelectionParams(**base), scorer)
+    on, _ = run(strategy, pool, 5, 0, SelectionParams(class_balance=1.0, **base), scorer)
+    assert (off.ids < 90).all()
+    assert (on.ids >= 90).all()
+
+
+def test_class_balance_needs_classes_from_the_scorer():
+    def no_classes(ids):
+        return Scored(np.ones(len(ids)))
+
+    params = SelectionParams(class_balance=1.0, labelled_class_counts=np.ones(3))
+    with pytest.raises(ValueError, match="Scored.classes"):
+        select("entropy", np.arange(10), 2, np.random.default_rng(0), no_classes, params)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _one_line(excinfo):
+    assert "\n" not in str(excinfo.value)
+
+
+def test_unknown_strategy_lists_valid_names_and_suggests():
+    with pytest.raises(ConfigError, match=r"unknown selection strategy 'entrop'; valid: diverse, entropy, mix, random\. Did you mean 'entropy'\?") as e:
+        run("entrop", np.arange(10), 2, 0)
+    assert isinstance(e.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(subset_fraction=0.0), "subset_fraction"),
+        (dict(subset_fraction=1.5), "subset_fraction"),
+        (dict(mix_ratio=-0.1), "mix_ratio"),
+        (dict(mix_ratio=float("nan")), "mix_ratio"),
+        (dict(candidate_factor=0.5), "candidate_factor"),
+        (dict(class_balance=-1.0), "class_balance"),
+        (dict(class_balance=1.0), "needs labelled_class_counts"),
+        (dict(labelled_class_counts=np.array([1, -2])), "non-negative"),
+    ],
+)
+def test_bad_params_are_one_line_value_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match) as e:
+        SelectionParams(**kwargs)
+    _one_line(e)
+
+
+@pytest.mark.parametrize(
+    "pool,budget,match",
+    [
+        (np.arange(10), -1, "budget"),
+        (np.arange(10), 2.5, "budget"),
+        (np.array([1, 2, 2]), 1, "unique"),
+        (np.array([1.0, 2.0]), 1, "integers"),
+        (np.arange(6).reshape(2, 3), 1, "1-D"),
+    ],
+)
+def test_bad_pool_or_budget(pool, budget, match):
+    with pytest.raises(ValueError, match=match) as e:
+        run("random", pool, budget, 0)
+    _one_line(e)
+
+
+def test_rng_must_be_a_generator():
+    with pytest.raises(TypeError, match="Generator"):
+        select("random", np.arange(5), 2, 0, FakeScorer())
+
+
+def test_bad_scorer_answers_are_caught():
+    with pytest.raises(ValueError, match="shape"):
+        select("entropy", np.arange(20), 2, np.random.default_rng(0), lambda ids: Scored(np.ones(3)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        select("entropy", np.arange(20), 2, np.random.default_rng(0), lambda ids: Scored(np.full(len(ids), np.nan)))
+    with pytest.raises(TypeError, match="Scored"):
+        select("entropy", np.arange(20), 2, np.random.default_rng(0), lambda ids: np.ones(len(ids)))
