@@ -78,7 +78,7 @@ class SelectionConfig(_Model):
 class ScoringConfig(_Model):
     measure: str = "entropy"
     reduction: str = "sum"
-    conf: float = Field(0.05, ge=0, lt=1)
+    conf: float = Field(0.1, ge=0, lt=1)
     iou: float = Field(0.7, gt=0, le=1)
     empty: Union[Literal["zero", "max"], float] = "zero"
     topk: int = Field(3, ge=1)

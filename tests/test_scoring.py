@@ -1,0 +1,41 @@
+"""`detal score`: per-image scores and the per-box audit table, with real (tiny) weights."""
+
+import pandas as pd
+import pytest
+
+from detal.cli import main
+from tests._tiny import tiny_trained
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_trained(tmp_path_factory.mktemp("tiny_scoring"))
+
+
+def test_score_command_writes_scores_and_audit(tiny, tmp_path, capsys):
+    images = tiny.data.root / "images" / "val"
+    (images / "broken.jpg").write_bytes(b"not an image")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data: {tiny.data.data_yaml}\nmodel: {{imgsz: 64, device: cpu}}\nscoring: {{conf: 0.001, reduction: max}}\n")
+    out = tmp_path / "scores.csv"
+    try:
+        assert main(["score", "-c", str(cfg), "--weights", str(tiny.weights), "--images", str(images), "--out", str(out)]) == 0
+    finally:
+        (images / "broken.jpg").unlink()
+    per_image = pd.read_csv(out)
+    assert len(per_image) == len(tiny.data.val) + 1
+    broken = per_image[per_image.image.str.endswith("broken.jpg")]
+    assert broken["score"].item() == -1.0 and broken["error"].notna().item()
+    assert per_image["score"].is_monotonic_decreasing
+    boxes = pd.read_csv(tmp_path / "scores_boxes.csv")
+    assert {"p_red", "p_green", "p_blue", "entropy", "confidence"} <= set(boxes.columns)
+    # the image score is the max of its boxes' entropy (reduction: max)
+    top = per_image.iloc[0]
+    assert boxes[boxes.image == top.image]["entropy"].max() == pytest.approx(top.score, rel=1e-5)
+
+
+def test_score_command_bad_weights(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: x.yaml\n")
+    assert main(["score", "-c", str(cfg), "--weights", str(tmp_path / "no.pt"), "--images", str(tmp_path), "--out", str(tmp_path / "o.csv")]) == 2
+    assert "--weights" in capsys.readouterr().err
