@@ -70,22 +70,22 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
 
 
 def _background(rng: np.random.Generator, size: int, kind: int) -> np.ndarray:
-    """float64 (size, size, 3) BGR canvas: 0 plain, 1 linear gradient, 2 smooth random texture."""
+    """float32 (size, size, 3) BGR canvas: 0 plain, 1 linear gradient, 2 smooth random texture."""
     import cv2
 
     if kind == 0:
-        return np.broadcast_to(_random_colour(rng), (size, size, 3)).copy()
+        return np.broadcast_to(_random_colour(rng).astype(np.float32), (size, size, 3)).copy()
     if kind == 1:
         a, b = _random_colour(rng), _random_colour(rng)
         theta = rng.uniform(0, 2 * np.pi)
-        yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
         t = np.cos(theta) * xx + np.sin(theta) * yy
         t = (t - t.min()) / max(t.max() - t.min(), 1e-9)
-        return a + t[..., None] * (b - a)
+        return (a + t[..., None] * (b - a)).astype(np.float32)
     cells = int(rng.integers(3, 12))
     low = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.float32)
-    tex = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float64)
-    return np.clip(tex, 0, 255)
+    tex = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
+    return np.clip(tex, 0, 255, out=tex)
 
 
 def _shape_mask(rng: np.random.Generator, cls: int, side: float, cx: float, cy: float,
@@ -214,7 +214,7 @@ def render(rng: np.random.Generator, imgsz: int = 160, knobs: Knobs = DEFAULT_KN
     if rng.random() < knobs.over_lines_prob:
         _draw_distractors(rng, img, int(rng.integers(1, 3)), thin=True)
     sigma = rng.uniform(0, knobs.noise_sigma_max)
-    img = img + rng.normal(0.0, sigma, size=img.shape)
+    img += rng.standard_normal(size=img.shape, dtype=np.float32) * np.float32(sigma)
     out = np.clip(np.round(img), 0, 255).astype(np.uint8)
     if rng.random() < knobs.blur_prob:
         out = cv2.GaussianBlur(out, (3, 3), 0)
