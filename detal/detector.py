@@ -234,7 +234,7 @@ class _Batch:
     paths: list[Path]
     shapes: list[tuple[int, int] | None]  # (h, w) of each input, None when it could not be read
     errors: list[str | None]
-    tensor: np.ndarray | None  # (k, 3, H, W) uint8 RGB, k = readable images
+    tensor: np.ndarray | None  # (k, H, W, 3) uint8 RGB, k = readable images
 
 
 class Scorer:
@@ -269,6 +269,7 @@ class Scorer:
             raise ConfigError(f"weights file {weights} not found; train a round first or give an existing .pt")
         _offline()
         import torch
+        import torchvision  # noqa: F401 - present in sys.modules, Ultralytics' NMS uses its C++ kernel (same boxes)
         from ultralytics.nn.autobackend import AutoBackend
         from ultralytics.utils.checks import check_imgsz
         from ultralytics.utils.torch_utils import select_device
@@ -349,8 +350,9 @@ class Scorer:
         same = len({im.shape for im in ok}) == 1
         lb = LetterBox(self.imgsz, auto=same, stride=self.stride)
         arr = np.stack([lb(image=im) for im in ok])  # (k, H, W, 3) BGR
-        arr = np.ascontiguousarray(arr[..., ::-1].transpose(0, 3, 1, 2))  # RGB, NCHW, still uint8
-        return _Batch(paths, shapes, errors, arr)
+        # RGB, kept NHWC: permuted to NCHW on the device it is channels_last, the layout AutoBackend gives the
+        # model on x86 CPUs, so the first conv needs no reorder; values are those of the predictor's tensor.
+        return _Batch(paths, shapes, errors, np.ascontiguousarray(arr[..., ::-1]))
 
     def _infer(self, b: _Batch) -> list[Prediction]:
         torch = self._torch
@@ -366,7 +368,7 @@ class Scorer:
             dets = keeps = cls = feats = None
         else:
             with torch.inference_mode():
-                x = torch.from_numpy(b.tensor).to(self.device)
+                x = torch.from_numpy(b.tensor).to(self.device).permute(0, 3, 1, 2)
                 x = (x.half() if self.fp16 else x.float()).div_(255)
                 self._feat = None
                 raw = self._model(x)
