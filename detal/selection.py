@@ -11,7 +11,8 @@ Strategies (`STRATEGIES`):
   (-score, id)), so the result does not depend on the order the scorer returns things in.
 - `mix`: `round_half_up(mix_ratio * budget)` images from `entropy` as above (e.g. budget 5, ratio 0.5
   -> 3 uncertain + 2 random), the rest drawn uniformly from the pool minus those already chosen.
-  Random picks that happened to be scored keep their score; the others carry NaN.
+  Random picks that happened to be scored keep their score; the others carry NaN. When the uncertain
+  share rounds to 0 (mix_ratio 0, or budget 1 at ratio 0.3) nothing is scored.
 - `diverse`: score the random subset as `entropy` does, keep the `ceil(candidate_factor * budget)`
   most uncertain as candidates (capped by the subset size), then k-center greedy on the L2-normalised
   features (`Scored.features`): start from the most uncertain candidate, repeatedly add the candidate
@@ -57,9 +58,10 @@ class Selection:
     n_scored: int  # how many images the callback was asked to score (for the metrics)
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-        raise InvalidOption(f"{name} must be a number in (0, 1], got {value!r}")
+def _check_fraction(name: str, value: float, allow_zero: bool = False) -> None:
+    ok = 0.0 <= value <= 1.0 if allow_zero else 0.0 < value <= 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
+        raise InvalidOption(f"{name} must be a number in {'[0' if allow_zero else '(0'}, 1], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class SelectionParams:
 
     def __post_init__(self) -> None:
         _check_fraction("subset_fraction", self.subset_fraction)
-        _check_fraction("mix_ratio", self.mix_ratio)
+        _check_fraction("mix_ratio", self.mix_ratio, allow_zero=True)  # 0: `mix` is all random, scores nothing
         cf = self.candidate_factor
         if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not cf >= 1.0 or not math.isfinite(cf):
             raise InvalidOption(f"candidate_factor must be a finite number >= 1, got {cf!r}")
@@ -206,19 +208,27 @@ def k_center_greedy(features: np.ndarray, k: int) -> np.ndarray:
     """Indices of k rows chosen greedily to cover `features` (rows already L2-normalised or not).
 
     Starts from row 0 (callers order rows by priority), then adds the row farthest (Euclidean) from
-    its nearest chosen row; ties go to the earlier row.
+    its nearest chosen row; ties go to the earlier row. Squared distances come from one mat-vec per
+    step (|a|^2 + |b|^2 - 2 a.b), O(k * n * d) time and O(n) extra memory. The mat-vec is einsum, not
+    BLAS: on busy cores multi-threaded BLAS varied 10x in time (tools/bench_selection.py), and its
+    thread-count-dependent summation order could flip near-ties between machines.
     """
     x = np.asarray(features, dtype=np.float64)
     k = min(k, len(x))
     if k <= 0:
         return np.zeros(0, np.int64)
+    sq = np.einsum("ij,ij->i", x, x)
+
+    def d2(j: int) -> np.ndarray:
+        return np.maximum(sq + sq[j] - 2.0 * np.einsum("ij,j->i", x, x[j]), 0.0)
+
     chosen = [0]
-    dist = np.linalg.norm(x - x[0], axis=1)
+    dist = d2(0)
     for _ in range(k - 1):
-        dist[chosen[-1]] = -1.0  # chosen rows never win again
+        dist[chosen[-1]] = -1.0  # chosen rows never win again (min with >= 0 keeps -1)
         nxt = int(np.argmax(dist))
         chosen.append(nxt)
-        dist = np.minimum(dist, np.linalg.norm(x - x[nxt], axis=1))
+        np.minimum(dist, d2(nxt), out=dist)
     return np.asarray(chosen, dtype=np.int64)
 
 

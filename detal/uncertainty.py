@@ -231,7 +231,10 @@ def image_scores(
     """
     check_scoring_options(measure, reduction, score_conf, empty, topk)
     reduce = REDUCTIONS[reduction]
-    arrays = [_check_probs(p) for p in probs_per_image]
+    arrays = [np.asarray(p, dtype=np.float64) for p in probs_per_image]
+    for a in arrays:  # values are validated once, on the concatenation, by the measure
+        if a.ndim != 2:
+            raise InvalidOption(f"each image's class scores must be a 2-D (n_boxes, n_classes) array, got {a.shape}")
     n_img = len(arrays)
     widths = {a.shape[1] for a in arrays if len(a)}
     if len(widths) > 1:
@@ -253,7 +256,8 @@ def image_scores(
     # one vectorised measure call over every box of every image, then per-image reductions
     allp = np.concatenate([a for a in arrays if len(a)], axis=0)
     scores = MEASURES[measure](allp)
-    keep = allp.max(axis=1) >= score_conf if c else np.ones(len(allp), bool)
+    # same as thresholding the clipped scores: tiny negative rounding noise is kept at score_conf 0
+    keep = allp.max(axis=1) >= score_conf if (c and score_conf > 0) else np.ones(len(allp), bool)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     for i in np.flatnonzero(counts):
         lo, hi = bounds[i], bounds[i + 1]

@@ -57,7 +57,7 @@ def problems(draw):
     cb = draw(st.sampled_from([0.0, 0.5, 2.0]))
     params = SelectionParams(
         subset_fraction=draw(st.floats(0.01, 1.0)),
-        mix_ratio=draw(st.floats(0.01, 1.0)),
+        mix_ratio=draw(st.floats(0.0, 1.0)),
         candidate_factor=draw(st.floats(1.0, 5.0)),
         class_balance=cb,
         labelled_class_counts=np.array([50, 10, 1, 0]) if cb else None,
@@ -175,7 +175,7 @@ def test_entropy_is_top_k_of_the_scored_subset(problem):
 
 
 @pytest.mark.parametrize(
-    "budget,ratio,n_unc", [(10, 0.5, 5), (5, 0.5, 3), (10, 0.3, 3), (7, 0.3, 2), (1, 0.3, 0), (4, 1.0, 4), (3, 0.5, 2)]
+    "budget,ratio,n_unc", [(10, 0.5, 5), (5, 0.5, 3), (10, 0.3, 3), (7, 0.3, 2), (1, 0.3, 0), (4, 1.0, 4), (3, 0.5, 2), (6, 0.0, 0)]
 )
 def test_mix_ratio_rounds_half_up(budget, ratio, n_unc):
     sel, scorer = run("mix", np.arange(200), budget, 1, SelectionParams(mix_ratio=ratio))
@@ -256,6 +256,28 @@ def test_diverse_without_features_is_a_clear_error():
         run("diverse", np.arange(50), 5, 0, scorer=FakeScorer(features=False))
 
 
+def naive_k_center(x, k):
+    chosen = [0]
+    while len(chosen) < min(k, len(x)):
+        d = np.array([min(np.linalg.norm(x[i] - x[j]) for j in chosen) for i in range(len(x))])
+        d[chosen] = -1
+        chosen.append(int(np.argmax(d)))
+    return chosen
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 40), d=st.integers(1, 6), k=st.integers(1, 12), seed=st.integers(0, 2**16))
+def test_k_center_greedy_matches_naive_farthest_first(n, d, k, seed):
+    x = np.random.default_rng(seed).normal(size=(n, d))
+    got = k_center_greedy(x, k)
+    assert got.tolist() == naive_k_center(x, k)
+    # covering radius: every row lies within the distance of the last pick to its nearest earlier pick
+    if len(got) < n and len(got) > 1:
+        radius = min(np.linalg.norm(x[got[-1]] - x[j]) for j in got[:-1])
+        cover = np.linalg.norm(x[:, None, :] - x[got[:-1]][None], axis=2).min(axis=1)
+        assert cover.max() <= radius + 1e-9
+
+
 def test_k_center_greedy_on_a_line():
     x = np.arange(11.0)[:, None]
     assert k_center_greedy(x, 3).tolist() == [0, 10, 5]
@@ -324,7 +346,8 @@ def test_unknown_strategy_lists_valid_names_and_suggests():
     [
         (dict(subset_fraction=0.0), "subset_fraction"),
         (dict(subset_fraction=1.5), "subset_fraction"),
-        (dict(mix_ratio=-0.1), "mix_ratio"),
+        (dict(mix_ratio=-0.1), r"mix_ratio must be a number in \[0, 1\]"),
+        (dict(mix_ratio=1.01), "mix_ratio"),
         (dict(mix_ratio=float("nan")), "mix_ratio"),
         (dict(candidate_factor=0.5), "candidate_factor"),
         (dict(class_balance=-1.0), "class_balance"),

@@ -244,10 +244,20 @@ def test_bad_arrays_are_rejected():
         box_scores(np.array([[np.nan, 0.1]]))
     with pytest.raises(ValueError, match="2-D"):
         box_scores(np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="2-D"):
+        image_scores([np.zeros((1, 2)), np.zeros(3)])
+    with pytest.raises(ValueError, match="not logits"):
+        image_scores([np.zeros((1, 2)), np.array([[0.5, 3.0]])])
     with pytest.raises(ValueError, match="same number of classes"):
         image_scores([np.zeros((1, 2)), np.zeros((1, 3))])
     with pytest.raises(ValueError, match=r"\(0, C\)"):
         image_scores([np.zeros((0, 0))], empty="max")
+
+
+def test_float_rounding_outside_unit_interval_is_tolerated():
+    p = np.array([[1.00001, -0.00001, 0.0]], dtype=np.float32)
+    assert image_scores([p], "least_confidence", "sum", empty=-1.0)[0] == pytest.approx(0.0)
+    assert image_scores([-p[:, ::-1] * 0 - 1e-6], "least_confidence", "sum", empty=-1.0)[0] == pytest.approx(1.0)
 
 
 def test_no_images_gives_empty_scores():
