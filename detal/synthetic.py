@@ -11,7 +11,7 @@ distractor takes a random colour, only chosen far enough from the background und
 
 Difficulty knobs (fields of `Knobs`, defaults in `DEFAULT_KNOBS`):
 - object count per image: 0 to 8 (`count_probs`; about 8 % of images are empty),
-- object size: longest side log-uniform in `size_range` x imgsz (about 11-67 px at 160 px),
+- object size: longest side log-uniform in `size_range` x imgsz (about 16-72 px at 160 px),
 - background: plain, linear gradient, or smooth random texture (`background_probs`),
 - clutter: unlabelled strokes, arcs (circle-like!) and dots under the objects, thin lines over them,
 - occlusion: objects may overlap; an object keeps at least `min_visible` of its pixels,
@@ -49,14 +49,14 @@ class Knobs:
     """How hard the generated images are (see the module docstring)."""
 
     count_probs: tuple[float, ...] = (0.08, 0.14, 0.17, 0.17, 0.14, 0.11, 0.08, 0.06, 0.05)
-    size_range: tuple[float, float] = (0.07, 0.42)
-    background_probs: tuple[float, float, float] = (0.35, 0.30, 0.35)  # plain, gradient, texture
-    distractors_max: int = 7  # strokes/arcs/dots under the objects on gradient and texture images
-    over_lines_prob: float = 0.3  # chance of 1-2 thin lines drawn over the objects
+    size_range: tuple[float, float] = (0.10, 0.45)
+    background_probs: tuple[float, float, float] = (0.5, 0.3, 0.2)  # plain, gradient, texture
+    distractors_max: int = 4  # strokes/arcs/dots under the objects on gradient and texture images
+    over_lines_prob: float = 0.2  # chance of 1-2 thin lines drawn over the objects
     min_visible: float = 0.6
     min_box_px: int = 4
-    outline_prob: float = 0.15
-    noise_sigma_max: float = 10.0
+    outline_prob: float = 0.1
+    noise_sigma_max: float = 8.0
     blur_prob: float = 0.2
     min_contrast: float = 80.0  # Euclidean BGR distance between an object and the background under it
 
@@ -85,6 +85,9 @@ def _background(rng: np.random.Generator, size: int, kind: int) -> np.ndarray:
     cells = int(rng.integers(3, 12))
     low = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.float32)
     tex = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
+    # muted towards a base colour: busy enough to need learning, not a wall of colour blobs
+    base = _random_colour(rng).astype(np.float32)
+    tex = base + np.float32(rng.uniform(0.3, 0.6)) * (tex - tex.mean(axis=(0, 1)))
     return np.clip(tex, 0, 255, out=tex)
 
 
