@@ -128,7 +128,11 @@ def _score_fn(exp: Experiment, scorer, counter: dict, audit: list | None):
         preds = list(scorer.iter_predictions([exp.ds.train[i] for i in ids]))
         counter["n"] += len(preds)
         scores = image_scores_for(preds, sc)
-        feats = np.stack([p.feature for p in preds]) if preds and all(p.feature is not None for p in preds) else None
+        feats = None
+        dims = {p.feature.shape for p in preds if p.feature is not None}
+        if dims:  # an unreadable image gets a zero feature row (normalises to zero: never "far" from anything)
+            zero = np.zeros(dims.pop(), np.float32)
+            feats = np.stack([zero if p.feature is None else p.feature for p in preds])
         if audit is not None:
             audit.extend(box_rows(preds, sc, exp.ds.names))
             counter.setdefault("images", []).extend(image_rows(preds, scores))

@@ -41,7 +41,7 @@ def train(model, data_yaml, epochs, out_dir, **kw):
     n = len(list_images(Path(doc["train"])))
     out = Path(out_dir) / "weights" / "last.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"n": n, "from": str(model)}))
+    out.write_text(json.dumps({"n": n, "from": Path(str(model)).name}))
     if kw.get("on_epoch"):
         for e in range(1, epochs + 1):
             kw["on_epoch"](e, epochs, {"loss": 1.0 / e})
