@@ -121,8 +121,12 @@ def find_project(conn: Connection, title: str) -> int | None:
 
 
 def project_spec(conn: Connection, project_id: int, names: Sequence[str]) -> LabelSpec:
+    return _project(conn, project_id, names)[1]
+
+
+def _project(conn: Connection, project_id: int, names: Sequence[str]):
     proj = _call(conn, "project get", conn.client.projects.get, id=project_id)
-    return parse_label_config(proj.label_config or "", names)
+    return proj, parse_label_config(proj.label_config or "", names)
 
 
 def ensure_project(conn: Connection, title: str, names: Sequence[str], *, document_root: Path,
@@ -150,7 +154,7 @@ def ensure_storage(conn: Connection, project_id: int, folders: Sequence[Path], *
     root = Path(document_root).resolve()
     have = [Path(s.path).resolve() for s in _call(conn, "storage list", conn.client.import_storage.local.list,
                                                    project=project_id) if s.path]
-    for folder in sorted({Path(f).resolve() for f in folders}):
+    for folder in sorted({Path(f).resolve() for f in set(map(Path, folders))}):
         if any(folder == h or h in folder.parents for h in have):
             continue
         if root not in folder.parents:
@@ -161,9 +165,9 @@ def ensure_storage(conn: Connection, project_id: int, folders: Sequence[Path], *
         have.append(folder)
 
 
-def image_key(image: Path, document_root: Path) -> str:
+def image_key(image: Path, document_root: Path, *, resolved: bool = False) -> str:
     """The task key: image path relative to the document root, POSIX style."""
-    image, root = Path(image).resolve(), Path(document_root).resolve()
+    image, root = (Path(image), Path(document_root)) if resolved else (Path(image).resolve(), Path(document_root).resolve())
     try:
         return image.relative_to(root).as_posix()
     except ValueError:
@@ -232,7 +236,8 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
         raise LabelStudioError("model_version must be a non-empty string (the round's model name)")
     if batch_size < 1:
         raise LabelStudioError(f"labelstudio.batch_size must be >= 1, got {batch_size}")
-    spec = project_spec(conn, project_id, names)
+    proj, spec = _project(conn, project_id, names)
+    root = Path(document_root).resolve()
     result = PushResult(task_ids={})
     items = []  # (path, key, data, prediction)
     seen = set()
@@ -242,7 +247,7 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
             log.warning("not pushing %s: %s", path, p.error)
             result.failed.append(path)
             continue
-        key = image_key(path, document_root)
+        key = image_key(path, root, resolved=True)
         if key in seen:
             raise LabelStudioError(f"image {path} appears twice in one push; deduplicate the selection")
         seen.add(key)
@@ -258,14 +263,14 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
         items.append((path, key, data, pred))
     for image in images:
         path = Path(image).resolve()
-        key = image_key(path, document_root)
+        key = image_key(path, root, resolved=True)
         if key not in seen:
             seen.add(key)
             items.append((path, key, {"image": image_url(key), "path": key, "round": int(round_idx)}, None))
     if not items:
         return result
     ensure_storage(conn, project_id, [path.parent for path, *_ in items], document_root=document_root)
-    existing = _existing_tasks(conn, project_id)
+    existing = _existing_tasks(conn, project_id) if proj.task_number != 0 else {}  # None: unknown, list
     new, refresh = [], []
     for path, key, data, pred in items:
         task = existing.get(key)
@@ -280,9 +285,7 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
             refresh.append((path, task.id, data, pred))
     for start in range(0, len(new), batch_size):
         chunk = new[start:start + batch_size]
-        resp = _call(conn, "task import", conn.client.projects.import_tasks, id=project_id, return_task_ids=True,
-                     request=[{"data": d, "predictions": [p] if p else []} for _, d, p in chunk])
-        ids = (resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)).get("task_ids") or []
+        ids = _import_tasks(conn, project_id, [{"data": d, "predictions": [p] if p else []} for _, d, p in chunk])
         if len(ids) != len(chunk):
             raise LabelStudioError(f"Label Studio imported {len(ids)} of {len(chunk)} tasks; check the server log")
         for (path, _, _), tid in zip(chunk, ids):
@@ -293,7 +296,6 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
         for path, tid, _, _ in refresh:
             result.task_ids[path] = tid
         result.refreshed = len(refresh)
-    proj = _call(conn, "project get", conn.client.projects.get, id=project_id)
     # the server refuses a model_version no prediction carries (e.g. every task was already annotated)
     sent = any(p is not None for *_, p in new) or bool(refresh) or (result.unchanged and any(p for *_, p in items))
     if sent and proj.model_version != model_version:
@@ -301,6 +303,27 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
     log.info("pushed %d images to project %d: %d created, %d refreshed, %d unchanged, %d already annotated",
              len(items), project_id, result.created, result.refreshed, result.unchanged, len(result.annotated))
     return result
+
+
+def _import_tasks(conn: Connection, project_id: int, tasks: list[dict]) -> list[int]:
+    """One synchronous bulk import; returns the new task ids in order.
+
+    The JSON is serialised here with the stdlib: the SDK's generic encoder walks every value in
+    Python and costs about as much as the server's work for large batches. Same endpoint, auth
+    headers and retries as `client.projects.import_tasks`; falls back to it if the SDK changes.
+    """
+    http = getattr(getattr(conn.client, "_client_wrapper", None), "httpx_client", None)
+    if http is None or not hasattr(http, "request"):
+        resp = _call(conn, "task import", conn.client.projects.import_tasks, id=project_id, return_task_ids=True,
+                     request=tasks)
+        return list((resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)).get("task_ids") or [])
+    body = json.dumps(tasks, allow_nan=False).encode()
+    resp = _call(conn, "task import", http.request, f"api/projects/{project_id}/import", method="POST",
+                 params={"return_task_ids": True}, content=body, headers={"Content-Type": "application/json"})
+    if resp.status_code >= 300:
+        raise LabelStudioError(conn._secret.scrub(f"Label Studio task import failed (HTTP {resp.status_code}): "
+                                                  f"{resp.text[:300]}"))
+    return list(resp.json().get("task_ids") or [])
 
 
 def _refresh(conn: Connection, project_id: int, refresh: list, batch_size: int) -> None:
@@ -360,8 +383,8 @@ def pull(conn: Connection, project_id: int, names: Sequence[str], *, document_ro
     Unannotated tasks are not returned; tasks whose annotations are all cancelled are listed in `skipped`.
     An unknown label name raises LabelStudioError.
     """
-    spec = project_spec(conn, project_id, names)
-    project_version = _call(conn, "project get", conn.client.projects.get, id=project_id).model_version
+    proj, spec = _project(conn, project_id, names)
+    project_version = proj.model_version
     root = Path(document_root).resolve()
     out = PullResult(labels={}, skipped=[], effort={})
     pager = _call(conn, "task list", conn.client.tasks.list, project=project_id, fields="all", page_size=500,
