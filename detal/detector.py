@@ -278,7 +278,10 @@ class Scorer:
         self.device = select_device(resolve_device(device), verbose=False)
         fp16 = self.device.type == "cuda" if half is None else bool(half) and self.device.type == "cuda"
         with _quiet(True):
-            self._model = AutoBackend(model=str(weights), device=self.device, fp16=fp16, fuse=True, verbose=False)
+            # end2end=False as in the predictor (nms unset): NMS-free heads (YOLO26) then run their one-to-many
+            # branch, which has per-class scores, followed by the same external NMS.
+            self._model = AutoBackend(model=str(weights), device=self.device, fp16=fp16, fuse=True, verbose=False,
+                                      end2end=False)
         self._model.eval()
         if getattr(self._model, "end2end", False):
             raise ConfigError(
@@ -298,6 +301,8 @@ class Scorer:
             layer = self._feature_layer(self._model.model)
             if layer is not None:
                 self._hook = layer.register_forward_hook(self._store_feature)
+            else:
+                log.warning("%s: no backbone layer found in the model yaml; predictions carry no feature", weights)
 
     @staticmethod
     def _feature_layer(net):
@@ -387,7 +392,7 @@ class Scorer:
                 out.append(_empty(path, self.nc, err))
                 continue
             h, w = shape
-            det, keep = dets[k], keeps[k]
+            det, keep = dets[k].float(), keeps[k]  # float: fp16 boxes are off by ~0.5 px beyond 1000 px
             if det.shape[0]:
                 probs = cls[k][:, keep.long().view(-1)].T.float()
                 boxes = ops.scale_boxes(in_hw, det[:, :4].clone(), (h, w))

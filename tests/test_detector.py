@@ -203,3 +203,44 @@ def test_scorer_rejects_bad_settings(tiny):
     for kwargs in ({"conf": 1.5}, {"iou": -0.1}, {"batch": 0}, {"workers": -1}):
         with pytest.raises(ConfigError):
             Scorer(tiny.weights, **kwargs)
+
+
+def test_warm_start_to_a_dataset_with_other_classes(tiny, tmp_path):
+    """A .pt trained on 3 classes fine-tunes on a 2-class copy of the data; the scorer then gives 2-class vectors."""
+    import shutil
+
+    from detal.data import label_path, write_split_yaml
+
+    root, splits = tmp_path / "copy", {}
+    for split, items in (("train", tiny.data.train[:8]), ("val", tiny.data.val[:4])):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for p in items:
+            dst = root / "images" / split / p.name
+            shutil.copy(p, dst)
+            lines = [ln for ln in label_path(p).read_text().splitlines() if ln.split()[0] in {"0", "1"}]
+            label_path(dst).write_text("".join(f"{ln}\n" for ln in lines))
+            splits.setdefault(split, []).append(dst)
+    data2 = write_split_yaml(tmp_path / "two.yaml", splits["train"], splits["val"], ("a", "b"))
+    res = train(tiny.weights, data2, 1, tmp_path / "run2", imgsz=IMGSZ, batch=8)
+    scorer = Scorer(res.weights, imgsz=IMGSZ, conf=1e-4)
+    assert scorer.names == ("a", "b")
+    preds = scorer.predict(splits["val"])
+    assert all(p.probs.shape[1] == 2 for p in preds) and sum(len(p.conf) for p in preds) > 0
+
+
+@pytest.mark.parametrize("arch", ["yolo11n.yaml", "yolo26n.yaml"])
+def test_scorer_other_heads_match_predict(tiny, tmp_path, arch):
+    """YOLO11 and YOLO26 (NMS-free head, run with NMS as the predictor does by default) give class vectors too."""
+    from ultralytics import YOLO
+
+    weights = tmp_path / "random.pt"
+    YOLO(arch).save(str(weights))  # random init: scores near the bias prior, so a very low conf
+    images = [str(p) for p in tiny.data.val[:4]]
+    preds = Scorer(weights, imgsz=IMGSZ, conf=1e-5, batch=4).predict(images)
+    results = YOLO(str(weights)).predict(images, imgsz=IMGSZ, conf=1e-5, batch=4, verbose=False)
+    for p, r in zip(preds, results, strict=True):
+        assert len(p.conf) > 0 and p.probs.shape == (len(p.conf), 80)
+        np.testing.assert_allclose(_sorted(p.boxes, p.conf, p.cls),
+                                   _sorted(r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy()), atol=1e-3)
+        assert p.feature is not None and p.feature.shape[0] > 0
