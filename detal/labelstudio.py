@@ -212,11 +212,14 @@ class PushResult:
 
 
 def _score_of(scores, i: int, path: Path) -> float | None:
+    """The image's uncertainty; None when it was not scored (NaN/missing: e.g. a random pick)."""
     if scores is None:
         return None
     s = scores.get(path, scores.get(Path(path).resolve())) if isinstance(scores, Mapping) else np.asarray(scores)[i]
-    if s is None or not math.isfinite(float(s)):
-        raise LabelStudioError(f"uncertainty score for {path} is missing or not finite; score every pushed image")
+    if s is None or math.isnan(float(s)):
+        return None
+    if not math.isfinite(float(s)):
+        raise LabelStudioError(f"uncertainty score for {path} is {s}; scores must be finite numbers")
     return float(s)
 
 
@@ -230,7 +233,8 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
     exist and were never annotated get the newer model's prediction; annotated ones stay as they are.
     The project's model_version is set to `model_version` so the pre-labels are visible.
     `images` are pushed as tasks without pre-labels (e.g. before the first model exists);
-    `scores` (dict by path, or aligned with `predictions`) covers `predictions` only.
+    `scores` (dict by path, or aligned with `predictions`) covers `predictions` only; an image without
+    a score (NaN, e.g. a random pick) gets no uncertainty value in its task data.
     """
     if not model_version:
         raise LabelStudioError("model_version must be a non-empty string (the round's model name)")

@@ -106,12 +106,15 @@ def test_repush_creates_no_duplicates(conn, ls_server):
     pid, data = _setup(conn, ls_server, "repush", 4, seed=3)
     preds = [_pred(p, lab) for p, lab in data]
     kw = dict(names=NAMES, document_root=ls_server.document_root, round_idx=1, model_version="m1")
-    first = ls.push(conn, pid, preds, **kw, batch_size=3)  # two import batches
-    second = ls.push(conn, pid, preds, **kw)
+    scores = np.array([0.5, np.nan, 1.0, 2.0])  # NaN: not scored (a random pick) -> no uncertainty column value
+    first = ls.push(conn, pid, preds, **kw, scores=scores, batch_size=3)  # two import batches
+    second = ls.push(conn, pid, preds, **kw, scores=scores)
     assert first.created == 4 and second.created == 0 and second.unchanged == 4
     assert second.task_ids == first.task_ids
     tasks = _tasks(conn, pid)
     assert len(tasks) == 4 and all(len(t.predictions) == 1 for t in tasks)
+    unc = {t.data["path"]: t.data.get("uncertainty") for t in tasks}
+    assert [unc[f"repush/images/{p.name}"] for p, _ in data] == [0.5, None, 1.0, 2.0]
 
 
 def test_pull_effort_empty_skipped_unannotated(conn, ls_server, caplog):
