@@ -4,11 +4,12 @@ Heavy imports happen inside the functions so `import detal.detector` stays cheap
 YOLO_OFFLINE=1 before importing ultralytics (it reads the variable once, at import): nothing waits on
 the network, no weights or fonts are fetched.
 
-Scoring threshold: `Scorer(conf=DEFAULT_SCORE_CONF)` = 0.1. Boxes whose top class score is between 0.1 and
-the usual pre-label threshold (0.25) are exactly the hesitant detections uncertainty sampling is after,
-so a scoring threshold below 0.25 is needed; 0.001 (the mAP setting) instead fills every image with up
-to max_det background boxes whose near-zero vectors then dominate `sum`/`mean` reductions and cost NMS
-time. Pre-labels use their own threshold (the caller passes e.g. Scorer(conf=0.25)).
+Scoring threshold: `Scorer(conf=DEFAULT_SCORE_CONF)` = 0.1. Boxes whose top class score lies between 0.1
+and the usual pre-label threshold (0.25) are exactly the hesitant detections uncertainty sampling is
+after, so scoring needs a threshold below 0.25. 0.001 (the mAP setting) instead keeps up to max_det
+background boxes per image: their class vectors are all near zero, so once normalised they look nearly
+uniform, i.e. maximally "uncertain", and would swamp `sum`/`mean` reductions (and cost NMS time).
+Pre-labels use their own threshold (the caller passes e.g. Scorer(conf=0.25)).
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def train(
                 # label_loss_items -> {"train/box_loss": mean over the epoch, ...} (tensor or dict tloss alike)
                 items = trainer.label_loss_items(trainer.tloss) if trainer.tloss is not None else {}
                 parts = {str(k).split("/")[-1]: float(v) for k, v in items.items()}
-                stats = {"loss": float(sum(parts.values())), **parts}
+                stats = {"loss": round(sum(parts.values()), 5), **parts}
                 on_epoch(trainer.epoch + 1, trainer.epochs, stats)
 
             yolo.add_callback("on_train_epoch_end", _cb)
@@ -334,11 +335,10 @@ class Scorer:
         for p in paths:
             im, err = None, None
             try:
-                im = imread(p)
-            except (OSError, ValueError) as exc:  # cv2.error subclasses Exception, caught below
-                err = f"cannot read image ({exc})"
-            except Exception as exc:  # noqa: BLE001 - any decoder failure of one file must not stop the run
-                err = f"cannot decode image ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                im = imread(p)  # None for a missing, empty or undecodable file
+            except Exception as exc:  # noqa: BLE001 - cv2.error, PIL errors...: one bad file must not stop the run
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                err = f"cannot decode image ({type(exc).__name__}: {first})"
             if im is None and err is None:
                 err = "cannot decode image (corrupt, empty or unsupported file)"
             if im is not None and (im.ndim != 3 or im.shape[0] < 1 or im.shape[1] < 1):
