@@ -243,7 +243,12 @@ class Scorer:
 
     Preprocessing copies Ultralytics' predictor (imread, LetterBox with auto=True when every image of the
     batch has the same shape, BGR->RGB, /255, fused model through AutoBackend) so that for the same weights,
-    imgsz, batch, conf and iou the kept boxes are those of `YOLO(weights).predict`.
+    imgsz, batch, conf and iou the kept boxes are those of `YOLO(weights).predict` (tests/test_detector.py).
+    Two known departures: `half=None` means fp16 on CUDA (predict runs fp32 unless quantize=16; pass
+    half=False to match it there), and an unreadable image leaves a short batch here, where predict refills
+    it with the next file (batch companions only matter through the shared letterbox shape).
+    Like predict, construction goes through Ultralytics' select_device, which sets torch's global thread
+    count to cpu_count - 1 on CPU; decoding threads use the remaining core.
     """
 
     def __init__(
