@@ -11,7 +11,7 @@ distractor takes a random colour, only chosen far enough from the background und
 
 Difficulty knobs (fields of `Knobs`, defaults in `DEFAULT_KNOBS`):
 - object count per image: 0 to 10 (`count_probs`; mean about 5, 6 % of images are empty),
-- object size: longest side log-uniform in `size_range` x imgsz (about 16-72 px at 160 px),
+- object size: longest side log-uniform in `size_range` x imgsz (about 19-80 px at 160 px),
 - background: plain, linear gradient, or smooth random texture (`background_probs`),
 - clutter: unlabelled strokes, arcs (circle-like!) and dots under the objects, thin lines over them,
 - occlusion: objects may overlap; an object keeps at least `min_visible` of its pixels,
@@ -51,7 +51,7 @@ class Knobs:
     """How hard the generated images are (see the module docstring)."""
 
     count_probs: tuple[float, ...] = (0.06, 0.05, 0.07, 0.09, 0.11, 0.12, 0.12, 0.11, 0.1, 0.09, 0.08)
-    size_range: tuple[float, float] = (0.10, 0.45)
+    size_range: tuple[float, float] = (0.12, 0.5)
     background_probs: tuple[float, float, float] = (0.5, 0.3, 0.2)  # plain, gradient, texture
     distractors_max: int = 4  # strokes/arcs/dots under the objects on gradient and texture images
     over_lines_prob: float = 0.2  # chance of 1-2 thin lines drawn over the objects
