@@ -107,12 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_score)
 
-    try:
-        from detal.labelstudio_cli import register
-    except ImportError:  # module not present in a partial install
-        register = None
-    if register is not None:
-        register(sub)
+    from detal.labelstudio_cli import register  # light: label_studio_sdk is imported inside its handlers
+
+    register(sub)
     return parser
 
 
