@@ -23,10 +23,16 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def cmd_synth(args) -> int:
-    from detal.synthetic import generate
+    from dataclasses import replace
 
+    from detal.synthetic import DEFAULT_KNOBS, generate
+
+    if not 0 <= args.palette <= 1:
+        raise DetalError(f"synth: --palette {args.palette} must be between 0 and 1")
     try:
-        out = generate(Path(args.out), args.images, seed=args.seed, imgsz=args.imgsz, val_fraction=args.val_fraction)
+        knobs = replace(DEFAULT_KNOBS, palette_prob=args.palette)
+        out = generate(Path(args.out), args.images, seed=args.seed, imgsz=args.imgsz, val_fraction=args.val_fraction,
+                       knobs=knobs)
     except ValueError as exc:  # the generator validates its arguments; show it as a usage error
         raise DetalError(f"synth: {exc}") from None
     print(f"wrote {args.images} images; dataset: {out}")
@@ -78,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default 0)")
     p.add_argument("--imgsz", type=int, default=160, help="image side in pixels (default 160)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val (default 0.2)")
+    p.add_argument("--palette", type=float, default=0.8,
+                   help="share of objects coloured by their confusable pair's hue family, 0..1 (default 0.8)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("simulate", help="run an active-learning experiment (strategies x seeds) with an oracle annotator",

@@ -32,6 +32,7 @@ class SynthConfig(_Model):
     seed: int = 0
     imgsz: int = Field(160, ge=32)
     val_fraction: float = Field(0.2, gt=0, lt=1)
+    palette: float = Field(0.8, ge=0, le=1)
 
 
 class ModelConfig(_Model):
@@ -40,6 +41,7 @@ class ModelConfig(_Model):
     batch: int = Field(16, ge=1)
     device: str = "auto"
     workers: int = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1)
     warm_start: bool = True
     train_args: dict[str, Any] = Field(default_factory=dict)
 

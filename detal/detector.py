@@ -141,6 +141,13 @@ def _trainer_class():
     return NoValDetectionTrainer
 
 
+def _set_cpu_threads(trainer, threads: int) -> None:
+    import torch
+
+    if trainer.device.type == "cpu":
+        torch.set_num_threads(int(threads))
+
+
 def train(
     model: str | Path,
     data_yaml: Path,
@@ -155,6 +162,7 @@ def train(
     extra: dict | None = None,
     on_epoch: Callable[[int, int, dict], None] | None = None,
     quiet: bool = True,
+    threads: int | None = None,
 ) -> TrainResult:
     """Train `epochs` epochs on data_yaml into out_dir (a cold start from a .yaml, a warm start from a .pt)."""
     if int(epochs) < 1:
@@ -173,6 +181,10 @@ def train(
             yolo = YOLO(model_s, task="detect")
         except FileNotFoundError as exc:
             raise ConfigError(f"model: {model_s!r} not found ({str(exc).splitlines()[0]}); use e.g. yolov8n.yaml or a .pt path") from None
+        if threads is not None:
+            # Ultralytics sets torch to cores - 1 threads on CPU (one core left for dataloader workers);
+            # with workers=0 that idles a core: on 2 cores, 2 threads train about 1.4x faster.
+            yolo.add_callback("on_pretrain_routine_end", lambda trainer: _set_cpu_threads(trainer, threads))
         if on_epoch is not None:
             def _cb(trainer):
                 # label_loss_items -> {"train/box_loss": mean over the epoch, ...} (tensor or dict tloss alike)

@@ -71,11 +71,13 @@ def config_fingerprint(cfg: Config) -> str:
 def prepare_dataset(cfg: Config, progress: Progress) -> Dataset:
     """Load the dataset, generating it first when `synth:` is configured and data.yaml is missing."""
     if not cfg.data.exists() and cfg.synth is not None:
-        from detal.synthetic import generate
+        from dataclasses import replace
+
+        from detal.synthetic import DEFAULT_KNOBS, generate
 
         progress.line(f"generating {cfg.synth.images} synthetic images into {cfg.data.parent} (seed {cfg.synth.seed})")
         out = generate(cfg.data.parent, cfg.synth.images, seed=cfg.synth.seed, imgsz=cfg.synth.imgsz,
-                       val_fraction=cfg.synth.val_fraction)
+                       val_fraction=cfg.synth.val_fraction, knobs=replace(DEFAULT_KNOBS, palette_prob=cfg.synth.palette))
         if out.resolve() != cfg.data.resolve():
             raise DetalError(f"data: generator wrote {out}, but the config names {cfg.data}; point data: at {out}")
     return load_dataset(cfg.data)
@@ -103,6 +105,15 @@ class Experiment:
     annotator: Annotator
     device: str
     progress: Progress
+
+    @property
+    def threads(self) -> int | None:
+        """CPU training threads: the config's, else every core when no dataloader worker needs one."""
+        import os
+
+        if self.cfg.model.threads is not None:
+            return self.cfg.model.threads
+        return os.cpu_count() if self.cfg.model.workers == 0 else None
 
     @property
     def run_dir(self) -> Path:
@@ -176,7 +187,8 @@ def run_arm(exp: Experiment, seed: int, strategy: str, seed_ids: np.ndarray) -> 
                       f"{len(labelled)} images ({n_boxes} boxes)")
         tr = be.train(source, data_yaml, cfg.schedule.epochs_per_round, round_dir, imgsz=cfg.model.imgsz,
                       batch=cfg.model.batch, device=exp.device, seed=seed, workers=cfg.model.workers,
-                      extra=dict(cfg.model.train_args), on_epoch=progress.epoch(f"{tag} round {r}/{rounds}"))
+                      extra=dict(cfg.model.train_args), threads=exp.threads,
+                      on_epoch=progress.epoch(f"{tag} round {r}/{rounds}"))
         epochs_trained += tr.epochs
         t0 = time.perf_counter()
         m = be.evaluate(tr.weights, data_yaml, imgsz=cfg.model.imgsz, batch=cfg.scoring.batch, device=exp.device)

@@ -6,8 +6,13 @@ Classes (ids in this order) come in confusable pairs and a long-tailed frequency
     square     22 %   rectangle  14 %   (aspect 1.5-2.5; both tilted up to +-12 degrees)
     triangle   17 %   diamond     5 %   (rhombus: a square on its corner, aspect 1-1.5)
 
-so the most common class is 6x the rarest. Colour never tells the class: every object and
-distractor takes a random colour, only chosen far enough from the background under it to be seen.
+so the most common class is 6x the rarest. Colour hints at the confusable PAIR, never at the class
+within it: by default 80 % of the objects (`palette_prob`) take their pair's hue family (circle and
+ellipse reddish, square and rectangle greenish, triangle and diamond bluish), the others a random
+colour; objects are only drawn in colours far enough from the background under them to be seen.
+Real classes have typical colours too; without that cue a YOLOv8n trained from scratch on a few
+hundred images learns shapes too slowly for a CPU demo (mAP50 0.08 vs 0.19 after 16 epochs on 300
+images in the same run), while telling the two shapes of a pair apart stays the hard part.
 
 Difficulty knobs (fields of `Knobs`, defaults in `DEFAULT_KNOBS`):
 - object count per image: 0 to 10 (`count_probs`; mean about 5, 6 % of images are empty),
@@ -61,6 +66,7 @@ class Knobs:
     noise_sigma_max: float = 8.0
     blur_prob: float = 0.2
     min_contrast: float = 80.0  # Euclidean BGR distance between an object and the background under it
+    palette_prob: float = 0.8  # chance an object takes its PAIR's hue family (pairs stay confusable)
 
 
 DEFAULT_KNOBS = Knobs()
@@ -163,6 +169,18 @@ def _draw_distractors(rng: np.random.Generator, img: np.ndarray, count: int, thi
                 cv2.circle(img, centre, int(rng.integers(1, 3)), colour, -1)
 
 
+_PAIR_HUES = (0.0, 120.0, 240.0)  # circle/ellipse reddish, square/rectangle greenish, triangle/diamond bluish
+
+
+def _pair_colour(rng: np.random.Generator, cls: int) -> np.ndarray:
+    """A BGR colour from the hue family of the class's confusable pair (both classes of a pair share it)."""
+    import colorsys
+
+    hue = (_PAIR_HUES[cls // 2] + rng.uniform(-30, 30)) % 360 / 360
+    r, g, b = colorsys.hsv_to_rgb(hue, rng.uniform(0.55, 1.0), rng.uniform(0.45, 1.0))
+    return np.array([b, g, r], dtype=np.float64) * 255
+
+
 def _contrasting_colour(rng: np.random.Generator, under: np.ndarray, min_contrast: float) -> np.ndarray:
     """A random colour far enough from the mean background under the object; else the farthest corner."""
     mean = under.reshape(-1, 3).mean(axis=0)
@@ -209,7 +227,13 @@ def render(rng: np.random.Generator, imgsz: int = 160, knobs: Knobs = DEFAULT_KN
         if rng.random() < knobs.outline_prob:
             thick = max(1, int(round(side / 12)))
             mask = _outline(mask, thick)  # same tight box; occlusion below uses the drawn pixels
-        colour = _contrasting_colour(rng, img[mask], knobs.min_contrast)
+        colour = None
+        if knobs.palette_prob and rng.random() < knobs.palette_prob:
+            colour = _pair_colour(rng, cls)
+            if np.linalg.norm(colour - img[mask].reshape(-1, 3).mean(axis=0)) < knobs.min_contrast:
+                colour = None  # would vanish into the background: fall back to a random contrasting colour
+        if colour is None:
+            colour = _contrasting_colour(rng, img[mask], knobs.min_contrast)
         img[mask] = colour
         visible = [v & ~mask for v in visible]
         visible.append(mask)
