@@ -183,7 +183,7 @@ def write_image_list(path: Path, images: Iterable[Path]) -> Path:
 
 def write_split_yaml(path: Path, train: Sequence[Path], val: Sequence[Path] | Path, names: Sequence[str]) -> Path:
     """data.yaml for one training round: train is a file list, val a file list (or a folder)."""
-    path = Path(path)
+    path = Path(path).resolve()  # Ultralytics resolves relative split paths against its own datasets dir
     train_txt = write_image_list(path.with_name(path.stem + "_train.txt"), train)
     if isinstance(val, Path):
         val_spec = str(val.resolve())

@@ -103,3 +103,11 @@ def test_split_yaml_is_a_file_list(tmp_path):
     assert again.train == ds.train[:2] and again.val == ds.val and again.names == ds.names
     lst = write_image_list(tmp_path / "l.txt", ds.train)
     assert list_images(lst) == list(ds.train)
+
+
+def test_split_yaml_from_a_relative_path(tmp_path, monkeypatch):
+    ds = load_dataset(_make(tmp_path / "ds"))
+    monkeypatch.chdir(tmp_path)
+    out = write_split_yaml(Path("runs/r1/data.yaml"), ds.train, list(ds.val), ds.names)
+    doc = yaml.safe_load(out.read_text())
+    assert all(Path(doc[k]).is_absolute() for k in ("path", "train", "val"))
