@@ -48,8 +48,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         "final_map50_95_sd": g["map50_95"].std(ddof=1).fillna(0.0),
         "final_map50": g["map50"].mean(),
         "mean_map50_95_over_rounds": mean_curve.mean(),
-        "scored_images": df.groupby("strategy")["scored_images"].sum() / g["seed"].nunique(),
-        "train_seconds": df.groupby("strategy")["train_seconds"].sum() / g["seed"].nunique(),
+        "scored_images": (df.groupby("strategy")["scored_images"].sum() / g["seed"].nunique()).round().astype(int),
+        "train_seconds": (df.groupby("strategy")["train_seconds"].sum() / g["seed"].nunique()).round().astype(int),
     })
     return out
 
@@ -108,8 +108,8 @@ def plot(df: pd.DataFrame, out: Path) -> Path:
 def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        cells = [format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v) for v in r.tolist()]
+    for r in df.astype(object).itertuples(index=False):  # object dtype keeps ints as ints per cell
+        cells = [format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v) for v in r]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
