@@ -7,12 +7,14 @@ rounds finish, so a killed run resumes where it stopped and loses at most the ro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sys
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
@@ -105,6 +107,7 @@ class Experiment:
     annotator: Annotator
     device: str
     progress: Progress
+    class_counts: dict = field(default_factory=dict)  # pool id -> boxes per class of its (final) labels
 
     @property
     def threads(self) -> int | None:
@@ -120,11 +123,13 @@ class Experiment:
         return self.cfg.run_dir
 
     def box_stats(self, ids: np.ndarray) -> tuple[int, np.ndarray]:
-        """Labelled boxes and boxes per class, read from the label files of the labelled images."""
+        """Labelled boxes and boxes per class, from the label files of the labelled images (read once each)."""
         counts = np.zeros(self.ds.nc, dtype=np.int64)
         for i in ids:
-            lab = read_labels(label_path(self.ds.train[i]), self.ds.nc)
-            counts += np.bincount(lab[:, 0].astype(np.int64), minlength=self.ds.nc)
+            if i not in self.class_counts:
+                lab = read_labels(label_path(self.ds.train[i]), self.ds.nc)
+                self.class_counts[i] = np.bincount(lab[:, 0].astype(np.int64), minlength=self.ds.nc)
+            counts += self.class_counts[i]
         return int(counts.sum()), counts
 
 
@@ -282,9 +287,36 @@ def make_annotator(cfg: Config, ds: Dataset) -> Annotator:
                              timeout=cfg.labelstudio.timeout, batch_size=cfg.labelstudio.batch_size)
 
 
+@contextlib.contextmanager
+def run_lock(cfg: Config):
+    """One run per experiment at a time: a second concurrent run would interleave rounds and state."""
+    import fcntl
+
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    path = cfg.output_dir / f".{cfg.experiment}.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            raise DetalError(f"{cfg.run_dir}: another detal run holds {path} (pid {fh.read().strip() or '?'}); "
+                             "wait for it to finish or use another `experiment:` name") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield  # the lock is released when the file closes, also on a crash
+
+
 def run_experiment(cfg: Config, *, quiet: bool = False, overwrite: bool = False, backend: ModuleType | None = None,
                    annotator: Annotator | None = None) -> Path:
     """Run (or resume) every arm of every seed; returns the run folder holding metrics, selections and report."""
+    with run_lock(cfg):
+        return _run_experiment(cfg, quiet=quiet, overwrite=overwrite, backend=backend, annotator=annotator)
+
+
+def _run_experiment(cfg: Config, *, quiet: bool, overwrite: bool, backend: ModuleType | None,
+                    annotator: Annotator | None) -> Path:
     progress = Progress(quiet)
     ds = prepare_dataset(cfg, progress)
     if backend is None:

@@ -105,3 +105,15 @@ def test_changed_config_refuses_to_mix_results(data_yaml, tmp_path):
         run_experiment(_cfg(data_yaml, tmp_path, seeds=[0], strategies=["mix"]), quiet=True, backend=fake_backend)
     run_experiment(_cfg(data_yaml, tmp_path, seeds=[0], strategies=["mix"]), quiet=True, overwrite=True,
                    backend=fake_backend)
+
+
+def test_concurrent_run_refused(data_yaml, tmp_path):
+    import fcntl
+
+    cfg = _cfg(data_yaml, tmp_path, seeds=[0], strategies=["random"])
+    tmp_path.mkdir(exist_ok=True)
+    with open(tmp_path / ".t.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DetalError, match="another detal run"):
+            run_experiment(cfg, quiet=True, backend=fake_backend)
+    run_experiment(cfg, quiet=True, backend=fake_backend)  # released: runs
