@@ -157,15 +157,59 @@ def _score_fn(exp: Experiment, scorer, counter: dict, audit: list | None):
     return score
 
 
-def run_arm(exp: Experiment, seed: int, strategy: str, seed_ids: np.ndarray) -> None:
+def _select_and_label(exp: Experiment, seed: int, strategy: str, r: int, state: LabelState, rng: np.random.Generator,
+                      weights: Path, class_counts: np.ndarray, row: dict, round_dir: Path) -> list[dict]:
+    """End of round r: score what the strategy asks for, select, annotate, mark labelled in round r + 1.
+
+    Fills the selection columns of the round's metrics `row`; returns the rows of selections.csv.
+    """
     from detal.selection import SelectionParams, select
 
+    cfg, ds, be = exp.cfg, exp.ds, exp.backend
+    pool = state.unlabelled
+    budget = min(max(1, round(cfg.schedule.select_fraction * len(ds.train))), pool.size)
+    t0 = time.perf_counter()
+    counter = {"n": 0}
+    audit: list | None = [] if cfg.scoring.audit else None
+    scorer = be.Scorer(weights, imgsz=cfg.model.imgsz, device=exp.device, batch=cfg.scoring.batch,
+                       conf=cfg.scoring.conf, iou=cfg.scoring.iou, workers=cfg.scoring.workers,
+                       features=(strategy == "diverse"))
+    params = SelectionParams(subset_fraction=cfg.selection.subset_fraction, mix_ratio=cfg.selection.mix_ratio,
+                             candidate_factor=cfg.selection.candidate_factor,
+                             class_balance=cfg.selection.class_balance, labelled_class_counts=class_counts)
+    sel = select(strategy, pool, budget, rng, _score_fn(exp, scorer, counter, audit), params)
+    row["select_seconds"] = round(time.perf_counter() - t0, 3)
+    row["scored_images"] = counter["n"]
+    images = [ds.train[i] for i in sel.ids]
+    scores = {p: float(s) for p, s in zip(images, sel.scores)}
+    preds = None
+    if exp.annotator.needs_predictions:  # pre-labels use their own confidence threshold
+        pre = be.Scorer(weights, imgsz=cfg.model.imgsz, device=exp.device, batch=cfg.scoring.batch,
+                        conf=cfg.prelabel.conf, iou=cfg.scoring.iou, workers=cfg.scoring.workers, features=False)
+        preds = list(pre.iter_predictions(images))
+    version = f"{cfg.experiment}-seed{seed}-{strategy}-round{r}"
+    labels, effort = exp.annotator.annotate(r + 1, images, preds, scores, version)
+    done = np.array([i for i, p in zip(sel.ids, images) if p in labels], dtype=np.int64)
+    state.mark(done, r + 1)
+    row["selected_images"] = int(done.size)
+    row.update({k: int(effort.get(k, 0)) for k in EFFORT_KEYS})
+    if audit is not None:
+        pd.DataFrame(counter.get("images", [])).to_csv(round_dir / "scores.csv", index=False)
+        pd.DataFrame(audit).to_csv(round_dir / "scores_boxes.csv", index=False)
+    exp.progress.line(f"[seed {seed} | {strategy}] round {r}/{cfg.schedule.rounds}: selected {done.size} images "
+                      f"(scored {counter['n']}, {row['select_seconds']:.1f} s)")
+    return [{"experiment": cfg.experiment, "strategy": strategy, "seed": seed, "round": r,
+             "image": str(ds.train[i]), "score": s, "source": src}
+            for i, s, src in zip(sel.ids, sel.scores, sel.sources)]
+
+
+def run_arm(exp: Experiment, seed: int, strategy: str, seed_ids: np.ndarray) -> None:
+    """All rounds of one (seed, strategy) arm, resuming from its saved state when there is one."""
     cfg, ds, be, progress = exp.cfg, exp.ds, exp.backend, exp.progress
     arm_dir = exp.run_dir / f"seed{seed}" / strategy
     state_path = arm_dir / "state.json"
     n_pool = len(ds.train)
     rounds = cfg.schedule.rounds
-    budget = max(1, round(cfg.schedule.select_fraction * n_pool))
     tag = f"[seed {seed} | {strategy}]"
 
     if state_path.exists():
@@ -207,41 +251,8 @@ def run_arm(exp: Experiment, seed: int, strategy: str, seed_ids: np.ndarray) -> 
                "eval_seconds": round(eval_s, 2), "select_seconds": 0.0, "scored_images": 0, "selected_images": 0,
                **{k: 0 for k in EFFORT_KEYS}}
         sel_rows: list[dict] = []
-        pool = state.unlabelled
-        if r < rounds and pool.size:
-            t0 = time.perf_counter()
-            counter = {"n": 0}
-            audit: list | None = [] if cfg.scoring.audit else None
-            scorer = be.Scorer(tr.weights, imgsz=cfg.model.imgsz, device=exp.device, batch=cfg.scoring.batch,
-                               conf=cfg.scoring.conf, iou=cfg.scoring.iou, workers=cfg.scoring.workers,
-                               features=(strategy == "diverse"))
-            params = SelectionParams(subset_fraction=cfg.selection.subset_fraction, mix_ratio=cfg.selection.mix_ratio,
-                                     candidate_factor=cfg.selection.candidate_factor,
-                                     class_balance=cfg.selection.class_balance, labelled_class_counts=class_counts)
-            sel = select(strategy, pool, min(budget, pool.size), rng, _score_fn(exp, scorer, counter, audit), params)
-            row["select_seconds"] = round(time.perf_counter() - t0, 3)
-            row["scored_images"] = counter["n"]
-            images = [ds.train[i] for i in sel.ids]
-            scores = {p: float(s) for p, s in zip(images, sel.scores)}
-            preds = None
-            if exp.annotator.needs_predictions:
-                pre = be.Scorer(tr.weights, imgsz=cfg.model.imgsz, device=exp.device, batch=cfg.scoring.batch,
-                                conf=cfg.prelabel.conf, iou=cfg.scoring.iou, workers=cfg.scoring.workers, features=False)
-                preds = list(pre.iter_predictions(images))
-            version = f"{cfg.experiment}-seed{seed}-{strategy}-round{r}"
-            labels, effort = exp.annotator.annotate(r + 1, images, preds, scores, version)
-            done = np.array([i for i, p in zip(sel.ids, images) if p in labels], dtype=np.int64)
-            state.mark(done, r + 1)
-            row["selected_images"] = int(done.size)
-            row.update({k: int(effort.get(k, 0)) for k in EFFORT_KEYS})
-            sel_rows = [{"experiment": cfg.experiment, "strategy": strategy, "seed": seed, "round": r,
-                         "image": str(ds.train[i]), "score": s, "source": src}
-                        for i, s, src in zip(sel.ids, sel.scores, sel.sources)]
-            if audit is not None:
-                pd.DataFrame(counter.get("images", [])).to_csv(round_dir / "scores.csv", index=False)
-                pd.DataFrame(audit).to_csv(round_dir / "scores_boxes.csv", index=False)
-            progress.line(f"{tag} round {r}/{rounds}: selected {done.size} images "
-                          f"(scored {counter['n']}, {row['select_seconds']:.1f} s)")
+        if r < rounds and state.unlabelled.size:
+            sel_rows = _select_and_label(exp, seed, strategy, r, state, rng, tr.weights, class_counts, row, round_dir)
         # metrics first, then state: a crash between the two re-runs this round (duplicates are dropped by the report)
         _append_csv(exp.run_dir / "metrics.csv", [row], METRIC_COLUMNS)
         _append_csv(exp.run_dir / "selections.csv", sel_rows, SELECTION_COLUMNS)
