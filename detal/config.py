@@ -7,7 +7,6 @@ every other command-line path (run detal from the project root).
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -15,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detal.errors import ConfigError
-from detal.registry import lookup
+from detal.registry import lookup, near_miss
 from detal.selection import STRATEGIES
 from detal.uncertainty import MEASURES, REDUCTIONS
 
@@ -171,8 +170,8 @@ def _format_error(err: dict, source: str) -> str:
     key = ".".join(str(p) for p in loc) or "<top level>"
     if err["type"] == "extra_forbidden":
         valid = _fields_at(Config, loc[:-1])
-        near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-        hint = f"did you mean '{near[0]}'?" if near else f"valid keys here: {', '.join(valid)}"
+        near = near_miss(loc[-1], valid)
+        hint = f"did you mean '{near}'?" if near else f"valid keys here: {', '.join(valid)}"
         return f"{source}: {key}: unknown key; {hint}"
     if err["type"] == "missing":
         return f"{source}: {key}: required key is missing; add it (see configs/demo.yaml)"

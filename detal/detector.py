@@ -15,7 +15,6 @@ Pre-labels use their own threshold (the caller passes e.g. Scorer(conf=0.25)).
 from __future__ import annotations
 
 import contextlib
-import difflib
 import itertools
 import logging
 import os
@@ -32,6 +31,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from detal.errors import ConfigError
+from detal.registry import near_miss
 from detal.types import Prediction
 
 log = logging.getLogger("detal")
@@ -100,8 +100,8 @@ def check_train_overrides(extra: dict | None, field: str = "extra") -> dict:
         if key in _RESERVED:
             raise ConfigError(f"{field}.{key}: set by detal from its own config; remove it from {field}")
         if key not in DEFAULT_CFG_DICT:
-            near = difflib.get_close_matches(str(key), list(DEFAULT_CFG_DICT), n=1)
-            hint = f"did you mean {near[0]!r}?" if near else "see `yolo cfg` for valid keys"
+            near = near_miss(key, DEFAULT_CFG_DICT)
+            hint = f"did you mean {near!r}?" if near else "see `yolo cfg` for valid keys"
             raise ConfigError(f"{field}.{key}: not an Ultralytics train setting; {hint}")
     checked = dict(extra)
     try:

@@ -117,7 +117,7 @@ def cmd_push(args) -> int:
     from detal import detector
     from detal import labelstudio as ls
     from detal.data import list_images
-    from detal.scoring import image_scores_for
+    from detal.scoring import image_scores_for, make_scorer
 
     cfg, ds, conn, pid, root = _session(args)
     weights = Path(args.weights)
@@ -127,9 +127,8 @@ def cmd_push(args) -> int:
     if not images:
         raise DetalError(f"--images {args.images}: no images found (a folder or a .txt list)")
     sc = cfg.scoring
-    scorer = detector.Scorer(weights, imgsz=cfg.model.imgsz, device=detector.resolve_device(cfg.model.device),
-                             batch=sc.batch, conf=min(sc.conf, cfg.prelabel.conf), iou=sc.iou, workers=sc.workers,
-                             features=False)
+    scorer = make_scorer(cfg, weights, device=detector.resolve_device(cfg.model.device),
+                         conf=min(sc.conf, cfg.prelabel.conf))
     preds = scorer.predict(images)
     scorer.close()
     scores = image_scores_for(preds, sc)

@@ -163,6 +163,7 @@ def _select_and_label(exp: Experiment, seed: int, strategy: str, r: int, state: 
 
     Fills the selection columns of the round's metrics `row`; returns the rows of selections.csv.
     """
+    from detal.scoring import make_scorer
     from detal.selection import SelectionParams, select
 
     cfg, ds, be = exp.cfg, exp.ds, exp.backend
@@ -171,9 +172,8 @@ def _select_and_label(exp: Experiment, seed: int, strategy: str, r: int, state: 
     t0 = time.perf_counter()
     counter = {"n": 0}
     audit: list | None = [] if cfg.scoring.audit else None
-    scorer = be.Scorer(weights, imgsz=cfg.model.imgsz, device=exp.device, batch=cfg.scoring.batch,
-                       conf=cfg.scoring.conf, iou=cfg.scoring.iou, workers=cfg.scoring.workers,
-                       features=(strategy == "diverse"))
+    scorer = make_scorer(cfg, weights, device=exp.device, conf=cfg.scoring.conf, features=(strategy == "diverse"),
+                         backend=be)
     params = SelectionParams(subset_fraction=cfg.selection.subset_fraction, mix_ratio=cfg.selection.mix_ratio,
                              candidate_factor=cfg.selection.candidate_factor,
                              class_balance=cfg.selection.class_balance, labelled_class_counts=class_counts)
@@ -184,8 +184,7 @@ def _select_and_label(exp: Experiment, seed: int, strategy: str, r: int, state: 
     scores = {p: float(s) for p, s in zip(images, sel.scores)}
     preds = None
     if exp.annotator.needs_predictions:  # pre-labels use their own confidence threshold
-        pre = be.Scorer(weights, imgsz=cfg.model.imgsz, device=exp.device, batch=cfg.scoring.batch,
-                        conf=cfg.prelabel.conf, iou=cfg.scoring.iou, workers=cfg.scoring.workers, features=False)
+        pre = make_scorer(cfg, weights, device=exp.device, conf=cfg.prelabel.conf, backend=be)
         preds = list(pre.iter_predictions(images))
     version = f"{cfg.experiment}-seed{seed}-{strategy}-round{r}"
     labels, effort = exp.annotator.annotate(r + 1, images, preds, scores, version)

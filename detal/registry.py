@@ -19,14 +19,18 @@ class InvalidOption(ConfigError, ValueError):
     """A bad option name or value passed to a pure scoring/selection function."""
 
 
+def near_miss(name: object, candidates) -> str | None:
+    """The closest valid name to a mistyped one (difflib), or None."""
+    close = difflib.get_close_matches(str(name), list(candidates), n=1)
+    return close[0] if close else None
+
+
 def lookup(registry: Mapping[str, T], name: object, what: str) -> T:
     """Return registry[name], or raise InvalidOption naming the valid choices and the closest one."""
     if isinstance(name, str) and name in registry:
         return registry[name]
     valid = ", ".join(sorted(registry))
     hint = ""
-    if isinstance(name, str):
-        close = difflib.get_close_matches(name, list(registry), n=1)
-        if close:
-            hint = f" Did you mean {close[0]!r}?"
+    if isinstance(name, str) and (close := near_miss(name, registry)):
+        hint = f" Did you mean {close!r}?"
     raise InvalidOption(f"unknown {what} {name!r}; valid: {valid}.{hint}")

@@ -21,6 +21,15 @@ from detal.types import Prediction
 UNREADABLE_SCORE = -1.0
 
 
+def make_scorer(cfg: Config, weights: Path, *, device: str, conf: float, features: bool = False, backend=None):
+    """A Scorer with the config's image size, batch, NMS IoU and decode threads (backend: detal.detector or a fake)."""
+    if backend is None:
+        from detal import detector as backend
+    sc = cfg.scoring
+    return backend.Scorer(weights, imgsz=cfg.model.imgsz, device=device, batch=sc.batch, conf=conf, iou=sc.iou,
+                          workers=sc.workers, features=features)
+
+
 def image_scores_for(preds: Sequence[Prediction], sc: ScoringConfig) -> np.ndarray:
     from detal.uncertainty import image_scores
 
@@ -64,8 +73,7 @@ def score_folder(cfg: Config, weights: Path, images: Path, out: Path, quiet: boo
     if not paths:
         raise DetalError(f"--images {images}: no images found (looked for .jpg, .png, ...)")
     sc = cfg.scoring
-    scorer = detector.Scorer(weights, imgsz=cfg.model.imgsz, device=detector.resolve_device(cfg.model.device),
-                             batch=sc.batch, conf=sc.conf, iou=sc.iou, workers=sc.workers, features=False)
+    scorer = make_scorer(cfg, weights, device=detector.resolve_device(cfg.model.device), conf=sc.conf)
     img_rows: list[dict] = []
     boxes: list[dict] = []
     chunk: list[Prediction] = []
