@@ -26,15 +26,10 @@ import yaml
 from detal.config import Config
 from detal.data import Dataset, label_path, load_dataset, read_labels, write_split_yaml, atomic_write_text
 from detal.errors import DetalError
-from detal.oracle import EFFORT_KEYS, Annotator, GroundTruthOracle
+from detal.oracle import Annotator, GroundTruthOracle
+from detal.types import EFFORT_KEYS, METRIC_COLUMNS, SELECTION_COLUMNS
 from detal.state import LabelState
 
-METRIC_COLUMNS = (
-    "experiment", "strategy", "seed", "round", "epochs_trained", "labeled_images", "labeled_boxes",
-    "map50_95", "map50", "train_seconds", "eval_seconds", "select_seconds", "scored_images", "selected_images",
-    *EFFORT_KEYS,
-)
-SELECTION_COLUMNS = ("experiment", "strategy", "seed", "round", "image", "score", "source")
 
 
 class Progress:

@@ -14,9 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from detal.data import label_path, read_labels
-from detal.types import Prediction
-
-EFFORT_KEYS = ("accepted", "corrected", "deleted", "added", "skipped")
+from detal.types import EFFORT_KEYS, Prediction  # noqa: F401 - EFFORT_KEYS re-exported
 
 
 class Annotator(Protocol):

@@ -7,6 +7,24 @@ from pathlib import Path
 
 import numpy as np
 
+# Effort counts an annotator reports per round: pre-labels accepted as is, corrected, deleted, boxes added,
+# tasks skipped. The one definition: formats, annotators, metrics and reports import it from here.
+EFFORT_KEYS = ("accepted", "corrected", "deleted", "added", "skipped")
+
+# The run folder's tidy tables (one row per record), written by the drivers and read by the report.
+METRIC_COLUMNS = (
+    "experiment", "strategy", "seed", "round", "epochs_trained", "labeled_images", "labeled_boxes",
+    "map50_95", "map50", "train_seconds", "eval_seconds", "select_seconds", "scored_images", "selected_images",
+    *EFFORT_KEYS,
+)
+SELECTION_COLUMNS = ("experiment", "strategy", "seed", "round", "image", "score", "source")
+# per_class.csv: AP of each class on the val split after each round's training
+PER_CLASS_COLUMNS = ("experiment", "strategy", "seed", "round", "class_id", "class", "instances", "ap50_95", "ap50")
+# selected_classes.csv: boxes per class in the labels of the images selected at the end of `round`
+SELECTED_CLASS_COLUMNS = ("experiment", "strategy", "seed", "round", "class_id", "class", "boxes", "images")
+# pool_classes.csv: ground-truth make-up of the whole pool (simulations only: a live project does not know it)
+POOL_CLASS_COLUMNS = ("experiment", "class_id", "class", "boxes", "images")
+
 
 @dataclass
 class Prediction:

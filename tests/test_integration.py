@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from detal.cli import main
-from detal.loop import METRIC_COLUMNS
+from detal.types import METRIC_COLUMNS
 from detal.synthetic import generate
 
 

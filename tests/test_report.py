@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detal.loop import METRIC_COLUMNS
+from detal.types import METRIC_COLUMNS
 from detal.report import load_metrics, paired_vs_random, summary_table, write_report
 
 
