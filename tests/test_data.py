@@ -46,7 +46,7 @@ def test_names_as_mapping(tmp_path):
 
 @pytest.mark.parametrize("mutate, match", [
     (lambda d: d.pop("val"), "missing key 'val'"),
-    (lambda d: d.update(train="nope"), "split not found"),
+    (lambda d: d.update(train="nope"), "train split 'nope' not found"),
     (lambda d: d.update(names=[]), "names"),
     (lambda d: d.update(val="images/train"), "both train and val"),
 ])
