@@ -1,0 +1,198 @@
+"""What the report says, in order: the verdict first, then the numbers behind it, the figures, the details.
+
+Builds the block list (see `render`) for all experiments of the loaded run folders, and the PNG of
+every figure. No file is written here.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pandas as pd
+
+from detal.report import figures, stats
+from detal.report.load import PRELABEL_COLUMNS, RunData
+from detal.report.render import Bullets, Heading, Image, Para, Table
+from detal.report.verdict import Verdict, interval, number, saved_cell, signed, verdicts
+
+BASELINE = "random"
+
+HOW_TO_READ = [
+    "Every arm of a seed starts from the same random seed set, trains with the same recipe and is evaluated on "
+    "the same fixed val split, so strategies are compared **paired by seed**: the difference on each seed, then "
+    "its mean over seeds.",
+    "Learning-curve band: **min-max over seeds** around the mean. Paired-difference band and every 95% CI "
+    f"marked bootstrap: percentile bootstrap of the mean over seeds ({stats.N_BOOT:,} resamples, fixed seed "
+    f"{stats.BOOT_SEED}: the same data always gives the same report).",
+    "Verdict: a gain or a loss is claimed only when both the bootstrap and the Student-t 95% intervals of the "
+    "paired final mAP50-95 difference exclude zero (with few seeds the bootstrap alone is too narrow); one seed "
+    "supports no claim.",
+    "AUC: area under the mAP50-95 vs labelled-images curve (trapezoid rule) divided by the labelled-images range, "
+    "that is the curve's mean mAP50-95 over the labelled range; higher is better.",
+    "Labels saved: how many fewer labelled images (boxes) a strategy needed to first reach random's final "
+    "mAP50-95, interpolated linearly between rounds on the mean curves (random measured the same way); the "
+    "95% CI comes from the per-seed curves. \"not reached\": the strategy's curve never got there.",
+    "Final numbers are taken at the last round both arms of a seed finished; mAP is on a 0-1 scale.",
+]
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "experiment"
+
+
+def _of(table: pd.DataFrame | None, exp: str) -> pd.DataFrame | None:
+    if table is None:
+        return None
+    t = table[table["experiment"] == exp]
+    return t if len(t) else None
+
+
+def _numbers_table(df: pd.DataFrame) -> Table:
+    s = stats.summary_table(df)
+    rows = []
+    for name in figures.strategy_order(s.index):
+        r = s.loc[name]
+        lo, hi = int(r["rounds_min"]), int(r["rounds"])
+        many = r["seeds"] > 1
+        rows.append([name, str(int(r["seeds"])), f"{hi}" if lo == hi else f"{lo}-{hi}", f"{r['labeled_images']:.0f}",
+                     f"{r['labeled_boxes']:.0f}",
+                     number(r["final_map50_95"]), number(r["final_map50_95_sd"]) if many else "",
+                     f"{number(r['final_map50_95_min'])}-{number(r['final_map50_95_max'])}" if many else "",
+                     number(r["final_map50"]) + (f" ({number(r['final_map50_sd'])})" if many else ""),
+                     number(r["auc_map50_95"])])
+    return Table(["strategy", "seeds", "rounds", "labelled images", "labelled boxes", "final mAP50-95 (mean)",
+                  "sd", "min-max", "final mAP50 (mean (sd))", "AUC mAP50-95"], rows)
+
+
+def _with_ci(iv) -> str:
+    ci = interval(iv)
+    return f"{signed(iv.estimate)} ({ci})" if ci else signed(iv.estimate)
+
+
+def _paired_table(comparisons: list[stats.Comparison]) -> Table:
+    rows = [[c.strategy, str(c.seeds), str(c.round), signed(c.diff.estimate), interval(c.diff) or "n/a",
+             interval(c.diff_t) or "n/a", _with_ci(c.diff50), _with_ci(c.auc), saved_cell(c.images, "images"),
+             saved_cell(c.boxes, "boxes")] for c in comparisons]
+    return Table(["strategy", "seeds", "at round", "diff final mAP50-95", "95% CI (bootstrap)", "95% CI (t)",
+                  "diff final mAP50 (95% CI)", "diff AUC (95% CI)", "labelled images saved", "labelled boxes saved"],
+                 rows)
+
+
+def _per_round_table(df: pd.DataFrame) -> Table:
+    strategies = figures.strategy_order(df["strategy"])
+    mean = df.pivot_table(index="round", columns="strategy", values="map50_95", aggfunc="mean")
+    images = df.groupby("round")["labeled_images"].mean()
+    rows = [[str(r), f"{images[r]:.0f}", *[number(mean.loc[r, s]) if pd.notna(mean.loc[r, s]) else "" for s in strategies]]
+            for r in mean.index]
+    return Table(["round", "labelled images", *strategies], rows, align_left=1)
+
+
+def _notes(df: pd.DataFrame, exp_tables: dict) -> list[str]:
+    notes = []
+    last = df.groupby(stats.ARM)["round"].max()
+    if last.nunique() > 1:
+        notes.append(f"Arms stopped at different rounds ({last.min()} to {last.max()}; unfinished or pool exhausted): "
+                     "paired numbers are taken at the last round both arms of a seed finished.")
+    if BASELINE in set(df["strategy"]):
+        base = set(df.loc[df["strategy"] == BASELINE, "seed"])
+        for s, g in df.groupby("strategy"):
+            lone = sorted(set(g["seed"]) - base)
+            if s != BASELINE and lone:
+                notes.append(f"{s}: seed(s) {', '.join(map(str, lone))} have no random arm and are left out of the "
+                             "paired comparison.")
+    if exp_tables["per_class"] is None:
+        notes.append("No per_class.csv in this run (written by newer detal versions): per-class AP not shown.")
+    if exp_tables["selected"] is None:
+        notes.append("No selected_classes.csv in this run: the class make-up of the selections is not shown.")
+    elif exp_tables["pool"] is None:
+        notes.append("No pool_classes.csv (only simulations know the pool's ground truth): selections are shown "
+                     "without the pool's make-up.")
+    if not figures.has_effort(df):
+        notes.append("No annotator effort recorded (the oracle annotator labels from the ground truth): no effort "
+                     "figure.")
+    return notes
+
+
+def experiment(df: pd.DataFrame, tables: dict, prefix: str, level: int) -> tuple[list, list[Verdict], dict]:
+    """Blocks, verdicts and {file name: PNG} for one experiment."""
+    strategies = sorted(set(df["strategy"]))
+    styles = figures.strategy_styles(strategies)
+    comparisons = ([stats.compare(df, s, BASELINE) for s in figures.strategy_order(strategies) if s != BASELINE]
+                   if BASELINE in strategies else [])
+    said = verdicts(strategies, comparisons, BASELINE)
+    pngs: dict[str, bytes] = {}
+    blocks: list = []
+
+    def figure(name: str, fig, alt: str, caption: str = "") -> None:
+        if fig is None:
+            return
+        pngs[prefix + name] = _png(fig)
+        blocks.append(Image(prefix + name, pngs[prefix + name], alt, caption))
+
+    h = level
+    blocks += [Heading(h, "Numbers per strategy"), _numbers_table(df),
+               Para("Last round of each arm; mean over seeds, sd and min-max across seeds. AUC: the learning curve's "
+                    "mean mAP50-95 over the labelled-images range.", "small")]
+    if comparisons:
+        blocks += [Heading(h, f"Against {BASELINE}, paired by seed"), _paired_table(comparisons)]
+    blocks.append(Heading(h, "Learning curves"))
+    figure("map_vs_labeled.png", figures.learning_curves(df, styles), "mAP50-95 and mAP50 against labelled images "
+           "and labelled boxes", "Same seed set and val split for every arm of a seed.")
+    if comparisons:
+        blocks.append(Heading(h, f"Difference to {BASELINE} per round"))
+        figure("paired_diff.png", figures.paired_differences(df, styles, BASELINE),
+               f"per-round paired difference to {BASELINE}",
+               "Above the zero line the strategy is ahead of random on the same seed.")
+    blocks.append(Heading(h, "Per class"))
+    figure("per_class_ap.png", figures.per_class_ap(tables["per_class"], styles), "per-class AP50-95 at the last round")
+    figure("class_makeup.png", figures.class_makeup(tables["selected"], tables["pool"], df, styles),
+           "class make-up of the selections beside the pool",
+           "Does a strategy chase rare classes (points right of the grey bar) or crowded images (more boxes per "
+           "image than the seed set)?")
+    if figures.has_effort(df) or any(c in df and df[c].notna().any() for c in PRELABEL_COLUMNS):
+        blocks.append(Heading(h, "Annotators"))
+        figure("effort.png", figures.effort(df, styles), "annotator effort per round")
+        figure("prelabel_quality.png", figures.prelabel_quality(df, styles, PRELABEL_COLUMNS),
+               "pre-label quality per round")
+    blocks += [Heading(h, "mAP50-95 per round (mean over seeds)"), _per_round_table(df)]
+    notes = _notes(df, tables)
+    if notes:
+        blocks += [Heading(h, "Notes"), Bullets([("", n) for n in notes], "notes")]
+    return blocks, said, pngs
+
+
+def build(data: RunData, folders: list[str]) -> tuple[list, str, dict[str, bytes]]:
+    """(blocks, title, {file name: PNG}) for every experiment in `data`."""
+    exps = list(dict.fromkeys(data.metrics["experiment"]))
+    title = f"detal report: {exps[0]}" if len(exps) == 1 else f"detal report: {len(exps)} experiments"
+    glance: list = []
+    body: list = []
+    pngs: dict[str, bytes] = {}
+    for exp in exps:
+        df = data.metrics[data.metrics["experiment"] == exp]
+        tables = {"per_class": _of(data.per_class, exp), "selected": _of(data.selected_classes, exp),
+                  "pool": _of(data.pool_classes, exp)}
+        one = len(exps) == 1
+        blocks, said, figs = experiment(df, tables, "" if one else slug(exp) + "_", 2 if one else 3)
+        pngs.update(figs)
+        seeds = sorted(df["seed"].unique().tolist())
+        head = (f"{df['strategy'].nunique()} strategies ({', '.join(figures.strategy_order(df['strategy']))}), "
+                f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}), up to {df['round'].max()} rounds.")
+        glance += ([] if one else [Para(f"**{exp}**: {head}")]) + [Bullets([(v.kind, v.text) for v in said],
+                                                                           "verdicts")]
+        body += ([] if one else [Heading(2, f"Experiment {exp}")]) + ([Para(head)] if not one else []) + blocks
+        if one:
+            glance.insert(0, Para(head))
+    top = [Heading(1, title), Para("Run folder(s): " + ", ".join(f"`{f}`" for f in folders) + ".", "small")]
+    if data.notes:
+        top += [Bullets([("", n) for n in data.notes], "notes")]
+    blocks = top + [Heading(2, "At a glance")] + glance + body + [Heading(2, "How to read the numbers"),
+                                                                  Bullets([("", t) for t in HOW_TO_READ])]
+    return blocks, title, pngs

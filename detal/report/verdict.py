@@ -1,0 +1,122 @@
+"""The verdict in plain words, generated from the numbers, and the number formats the report shows.
+
+The rule: claim nothing the numbers do not support. A difference is called a gain or a loss only when
+both the bootstrap and the Student-t 95% intervals of the paired difference exclude zero (with few
+seeds the bootstrap alone is too narrow); one seed supports no claim at all. Labels saved are claimed
+under the same rule, on the per-seed fractions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from detal.report.stats import Comparison, Interval, LabelsSaved, significant, t_interval
+
+MORE_SEEDS = "run more seeds (`--set seeds=[0,1,2]`)"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # gain | loss | none | one-seed | no-pairs | no-baseline | only-baseline
+    text: str
+
+
+def signed(v: float, digits: int = 3) -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{v:+.{digits}f}"
+
+
+def number(v: float, digits: int = 3) -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{v:.{digits}f}"
+
+
+def pct(v: float) -> str:
+    if math.isnan(v):
+        return "n/a"
+    return "not reached" if math.isinf(v) else f"{100 * v:.0f}%"
+
+
+def interval(iv: Interval, fmt=signed) -> str:
+    """'low to high', or '' when there is no interval (fewer than two seeds)."""
+    if iv.n < 2 or math.isnan(iv.low):
+        return ""
+    return f"{fmt(iv.low)} to {fmt(iv.high)}"
+
+
+def saved_cell(ls: LabelsSaved, unit: str) -> str:
+    """Table cell: '58 images (19%), 95% CI 3% to 30%', or 'not reached'."""
+    if math.isnan(ls.target):
+        return ""
+    if not ls.reached:
+        return "not reached"
+    least = ">= " if ls.at_first_point and ls.saved > 0 else ""
+    ci = interval(ls.interval, pct)
+    head = f"{least}{ls.saved:.0f} {unit} ({least}{pct(ls.fraction)})"
+    return f"{head}, 95% CI {ci}" if ci else head
+
+
+def labels_claim(ls: LabelsSaved) -> int:
+    """+1: a saving the numbers support (bootstrap and t intervals of the fraction both above zero); -1: a
+    significant extra cost; 0: neither."""
+    per_seed = list(ls.per_seed.values())
+    if not ls.reached or not all(math.isfinite(v) for v in per_seed):
+        return 0
+    return significant(ls.interval, t_interval(per_seed))
+
+
+def _labels_sentence(ls: LabelsSaved, unit: str, baseline: str, n: int) -> str:
+    target = f"{baseline}'s final mAP50-95 ({ls.target:.3f})"
+    if not ls.reached:
+        return f"On the mean curve it did not reach {target} within its labelled range."
+    ci = interval(ls.interval, pct)
+    least = "at least " if ls.at_first_point else ""
+    claim = labels_claim(ls)
+    if claim > 0:
+        return (f"It reached {target} with {least}{pct(ls.fraction)} fewer labelled {unit} "
+                f"({ls.saved:.0f} of {ls.baseline_needed:.0f}; 95% CI {ci}).")
+    what = (f"{pct(ls.fraction)} fewer labelled {unit}" if ls.saved > 0 else
+            f"{pct(-ls.fraction)} more labelled {unit}" if ls.saved < 0 else f"as many labelled {unit}")
+    why = (f"its bootstrap 95% CI ({ci}) includes zero" if not ls.interval.excludes_zero else
+           f"its bootstrap 95% CI is {ci}, but the t-interval includes zero")
+    if claim < 0:
+        return f"It needed {what} than {baseline} to reach {target} (95% CI {ci})."
+    return f"On the mean curve it reached {target} with {what}, but that is not significant over {n} seeds: {why}."
+
+
+def compare_verdict(c: Comparison) -> Verdict:
+    """One strategy against the baseline, from its paired comparison."""
+    s, b, n = c.strategy, c.baseline, c.seeds
+    diff, ci = signed(c.diff.estimate), interval(c.diff)
+    seeds = f"{n} seed{'s' if n != 1 else ''}"
+    if n == 0:
+        return Verdict("no-pairs", f"{s} and {b} share no seed: no paired comparison is possible; run both on the "
+                                   "same seeds.")
+    if n == 1:
+        return Verdict("one-seed", f"{s} vs {b}: one seed only (final mAP50-95 {diff} at round {c.round}), so no "
+                                   f"claim is possible either way; {MORE_SEEDS}.")
+    sign = c.sign
+    labels = _labels_sentence(c.images, "images", b, n)
+    if sign > 0:
+        return Verdict("gain", f"{s} beat {b} over {seeds}: final mAP50-95 {diff} (95% CI {ci}) at round {c.round}. "
+                               + labels)
+    if sign < 0:
+        return Verdict("loss", f"{s} did worse than {b} over {seeds}: final mAP50-95 {diff} (95% CI {ci}) at round "
+                               f"{c.round}. " + labels)
+    text = f"No significant difference between {s} and {b} over {seeds} (final mAP50-95 diff {diff}, 95% CI {ci})."
+    if c.diff.excludes_zero:
+        text += (f" The bootstrap interval alone excludes zero, but the t-interval ({interval(c.diff_t)}) does not: "
+                 f"too few seeds to tell; {MORE_SEEDS}.")
+    return Verdict("none", text + " " + labels)
+
+
+def verdicts(strategies, comparisons: list[Comparison], baseline: str = "random") -> list[Verdict]:
+    """Every strategy's verdict, or one line saying accurately why there is no comparison."""
+    strategies = sorted(set(strategies))
+    if baseline not in strategies:
+        return [Verdict("no-baseline", f"No `{baseline}` arm in this experiment ({', '.join(strategies)}): nothing "
+                                       f"to compare against; add `{baseline}` to `strategies:`.")]
+    if strategies == [baseline]:
+        return [Verdict("only-baseline", f"Only the `{baseline}` arm was run: its learning curve is shown, but there "
+                                         f"is no other strategy to compare it with; add one to `strategies:` "
+                                         f"(e.g. `[{baseline}, mix]`).")]
+    return [compare_verdict(c) for c in comparisons]

@@ -1,0 +1,119 @@
+"""The written report: files, self-contained HTML, figures present or explained, several run folders."""
+
+import base64
+import os
+import re
+
+import pytest
+
+from detal.errors import DetalError
+from detal.report import write_report
+from tests.report.tables import RANDOM, gain_curves, metrics, write_run
+
+FIGURES = ["map_vs_labeled.png", "paired_diff.png", "per_class_ap.png", "class_makeup.png"]
+
+
+def test_files_written(report):
+    run = report.parent
+    assert report.name == "report.html"
+    for name in FIGURES:
+        assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert not (run / "effort.png").exists()  # oracle run: zero effort everywhere
+    md = (run / "report.md").read_text()
+    assert "| mix |" in md and "| entropy |" in md
+    for name in FIGURES:
+        assert f"]({name})" in md
+
+
+def test_html_is_self_contained_and_embeds_every_figure(report):
+    html = report.read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) == len(FIGURES)
+    embedded = {base64.b64decode(s.removeprefix("data:image/png;base64,")) for s in srcs}
+    assert embedded == {(report.parent / name).read_bytes() for name in FIGURES}
+    assert not re.search(r'(src|href)="(?!data:)', html)  # nothing fetched: no file, no network
+    assert "<script" not in html and "http" not in html
+
+
+def test_verdicts_and_numbers(report):
+    md = (report.parent / "report.md").read_text()
+    glance = md.split("## At a glance")[1].split("## Numbers per strategy")[0]
+    assert "- mix beat random over 3 seeds: final mAP50-95 +0.050" in glance
+    assert "fewer labelled images" in glance
+    assert "- entropy did worse than random over 3 seeds: final mAP50-95 -0.010" in glance
+    assert "| mix | 3 | 4 | +0.050 |" in md  # paired table: seeds, common round, mean difference
+    assert "No annotator effort recorded" in md
+    assert "min-max over seeds" in md and "bootstrap" in md
+
+
+def test_report_is_reproducible(report, tmp_path):
+    first = report.read_bytes()
+    again = write_report(report.parent, out=tmp_path)
+    assert again.read_bytes() == first
+
+
+def test_effort_and_prelabel_quality_figures(tmp_path):
+    def effort(strategy, seed, r):
+        return 0 if r == 4 else 3 * r + seed
+
+    df = metrics(gain_curves([0.05, 0.04]), accepted=effort, corrected=2, deleted=1, added=effort,
+                 prelabel_precision=lambda s, seed, r: 0.5 + 0.1 * r, prelabel_recall=0.6)
+    run = write_run(tmp_path, df, per_class=False)
+    html = write_report(run).read_text()
+    assert (run / "effort.png").exists() and (run / "prelabel_quality.png").exists()
+    assert not (run / "per_class_ap.png").exists()
+    assert "No per_class.csv in this run" in html
+    assert html.count('<img src="data:image/png;base64,') == 5  # curves, diff, make-up, effort, pre-labels
+
+
+def test_only_random_says_so(tmp_path):
+    run = write_run(tmp_path, metrics({("random", s): RANDOM for s in range(2)}), classes=False, per_class=False)
+    md = (write_report(run).parent / "report.md").read_text()
+    assert "Only the `random` arm was run" in md
+    assert "No `random` arm" not in md
+    assert not (run / "paired_diff.png").exists()
+
+
+def test_several_run_folders(tmp_path):
+    a = write_run(tmp_path / "a", metrics(gain_curves([0.05, 0.06, 0.04]), experiment="small"))
+    b = write_run(tmp_path / "b", metrics(gain_curves([0.01]), experiment="big data"))
+    with pytest.raises(DetalError, match="2 run folders: say where the combined report goes with --out DIR"):
+        write_report([a, b])
+    out = write_report([a, b], out=tmp_path / "compare")
+    md = (out.parent / "report.md").read_text()
+    assert "# detal report: 2 experiments" in md
+    assert "### Numbers per strategy" in md and "## Experiment small" in md and "## Experiment big data" in md
+    assert "(small_map_vs_labeled.png)" in md and "(big-data_map_vs_labeled.png)" in md
+    assert "mix beat random over 3 seeds" in md and "one seed only" in md
+    assert not (a / "report.html").exists()  # the run folders are left alone
+    # the same folder twice is one folder: out defaults to it
+    assert write_report([a, a]) == a / "report.html"
+
+
+def test_unwritable_output_is_one_line(tmp_path, monkeypatch):
+    run = write_run(tmp_path / "run", metrics(gain_curves([0.05])), classes=False, per_class=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DetalError, match=r"file: exists and is not a folder; give a folder with --out DIR"):
+        write_report(run, out=tmp_path / "file")
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    # root ignores file modes, so the read-only folder is simulated at the one place the report opens files
+    monkeypatch.setattr("detal.report.open", lambda path, mode: read_only(path), raising=False)
+    with pytest.raises(DetalError) as exc:
+        write_report(run)
+    assert str(exc.value) == (f"{run}: cannot write the report there (Permission denied); give a writable folder "
+                              "with --out DIR")
+    assert not list(run.glob(".*.tmp")) and not (run / "report.html").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the test above simulates it")
+def test_read_only_folder(tmp_path):
+    run = write_run(tmp_path / "run", metrics(gain_curves([0.05])), classes=False, per_class=False)
+    run.chmod(0o555)
+    try:
+        with pytest.raises(DetalError, match="cannot write the report there"):
+            write_report(run)
+    finally:
+        run.chmod(0o755)
