@@ -230,8 +230,11 @@ def _verify_image(image: Path, nc: int, yolo_data, pil_open) -> _ImageVerdict:
     except Image.UnidentifiedImageError:
         return _ImageVerdict("image-unreadable", f"{image}: not an image Pillow can read; left out; "
                                                  "replace or delete it")
-    except (OSError, ValueError, SyntaxError) as exc:
-        return _ImageVerdict("image-corrupt", f"{image}: cannot read ({exc}); left out; replace or delete it")
+    except OSError as exc:  # permission denied, a folder named like an image, ...
+        return _ImageVerdict("image-unreadable", f"{image}: cannot read ({exc.strerror or exc}); left out; "
+                                                 "check its permissions or delete it")
+    except (ValueError, SyntaxError) as exc:  # Pillow's words for a damaged header
+        return _ImageVerdict("image-corrupt", f"{image}: damaged header ({exc}); left out; replace or delete it")
 
     restore = fmt == "JPEG" and not _ends_with_eoi(image)
     with tempfile.TemporaryDirectory(prefix="detal-check-") if restore else contextlib.nullcontext() as tmp:
@@ -269,9 +272,13 @@ def _image_failure(image: Path, fmt: str, w: int, h: int, reason: str, restore: 
 
 
 def _ends_with_eoi(image: Path) -> bool:
-    with open(image, "rb") as fh:
-        fh.seek(-2, os.SEEK_END)
-        return fh.read() == b"\xff\xd9"
+    """Ultralytics' corrupt-JPEG test: the file must end with the end-of-image marker."""
+    try:
+        with open(image, "rb") as fh:
+            fh.seek(-2, os.SEEK_END)
+            return fh.read() == b"\xff\xd9"
+    except OSError:  # unreadable now: Ultralytics' own verify below reports it
+        return True
 
 
 # --- the whole dataset ----------------------------------------------------------------------------
