@@ -26,7 +26,7 @@ Every kind of bad or unusual input and what happens to it (docs/bad-input.md has
   exclude  image-dangling      a symlink whose target is gone                       left out, one warning line
   exclude  image-missing       listed in a .txt split but not on disk               left out, one warning line
   warning  image-restored      JPEG without end marker that still decodes           used; Ultralytics re-saves it
-  warning  label-duplicates    identical box rows                                   removed (as Ultralytics), counted once
+  warning  label-duplicates    identical box rows                                   removed (as Ultralytics)
   warning  label-shared        two images with one label file (a.jpg, a.png)        used, both get those boxes
   warning  names-duplicate     two classes with the same name                       used
   note     label-missing       image without a label file                           used as an image with no objects
@@ -170,14 +170,15 @@ class CheckReport:
             out += ["", f"{'level':<9}{'kind':<20}{'count':>6}  {'behaviour':<38}first files"]
             for kind, probs in groups.items():
                 level, behaviour = KINDS[kind]
-                files = ", ".join(p.subject or rel(p.path) for p in probs[:first]) + (", ..." if len(probs) > first else "")
+                files = ", ".join(p.subject or rel(p.path) for p in probs[:first])
+                files += ", ..." if len(probs) > first else ""
                 out.append(f"{level:<9}{kind:<20}{len(probs):>6}  {behaviour:<38}{files}")
         n_ex = len(self.excluded_train) + len(self.excluded_val)
         if self.fatal:
             out += ["", f"FAILED: {len(self.errors)} error(s); the first: {self.errors[0].message}"]
         else:
-            left = f"; {len(self.excluded_train)} train and {len(self.excluded_val)} val images left out" if n_ex else ""
-            out += ["", f"OK{left}"]
+            left = f"; {len(self.excluded_train)} train and {len(self.excluded_val)} val images left out"
+            out += ["", "OK" + (left if n_ex else "")]
         return "\n".join(out)
 
 
@@ -329,9 +330,8 @@ def check_dataset(ds: Dataset) -> CheckReport:
     problems: list[Problem] = []
     if len(set(ds.names)) < len(ds.names):
         dup = sorted(n for n, c in Counter(ds.names).items() if c > 1)
-        problems.append(Problem("names-duplicate", ds.yaml_path, f"{ds.yaml_path}: class name(s) {dup} used twice; "
-                                                                  "Label Studio tells classes apart by name, rename them",
-                                subject=", ".join(dup)))
+        msg = f"{ds.yaml_path}: class name(s) {dup} used twice; Label Studio tells classes apart by name, rename them"
+        problems.append(Problem("names-duplicate", ds.yaml_path, msg, subject=", ".join(dup)))
     counts, excluded = {}, {"train": [], "val": []}
     known_labels: set[Path] = set()
     for split, images, spec in (("train", ds.train, ds.train_spec), ("val", ds.val, ds.val_spec)):
@@ -371,8 +371,8 @@ def _label_problems(image: Path, lab: Path, scan: LabelScan, verdict: _ImageVerd
                     shared: bool) -> list[Problem]:
     out = []
     if verdict.rotated:
-        out.append(Problem("image-exif-rotated", image, f"{image}: EXIF orientation turns the image; Ultralytics "
-                                                        "trains on the turned view, so labels must be drawn on it", split))
+        out.append(Problem("image-exif-rotated", image, f"{image}: EXIF orientation turns the image; Ultralytics trains "
+                                                        "on the turned view, so labels must be drawn on it", split))
     if scan.duplicates:
         out.append(Problem("label-duplicates", lab, f"{lab}: removed {scan.duplicates} duplicate box(es), as "
                                                     "Ultralytics does; delete the repeated lines", split))

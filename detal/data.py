@@ -77,7 +77,8 @@ def read_text(path: Path, what: str = "file") -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"{path}: cannot read {what} ({exc.strerror or exc}); check the path and its permissions") from None
+        raise DataError(f"{path}: cannot read {what} ({exc.strerror or exc}); "
+                        "check the path and its permissions") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -218,7 +219,8 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
         splits[key], specs[key] = scan.images, spec
     overlap = set(splits["train"]) & set(splits["val"])
     if overlap:
-        raise DataError(f"{yaml_path}: {len(overlap)} images are in both train and val (e.g. {min(overlap)}); keep the splits disjoint")
+        raise DataError(f"{yaml_path}: {len(overlap)} images are in both train and val (e.g. {min(overlap)}); "
+                        "keep the splits disjoint")
     return Dataset(yaml_path, root, names, splits["train"], splits["val"], specs["train"], specs["val"])
 
 
@@ -272,7 +274,7 @@ def _row_problem(where: str, parts: list[str], vals: list[float], box: list[floa
 
 def scan_labels(text: str, nc: int, source: str = "<labels>") -> LabelScan:
     """Parse YOLO label text the way Ultralytics does; collect every bad line instead of dropping the image."""
-    rows: list[tuple[int, list[str]]] = [(i, line.split()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    rows = [(i, line.split()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
     polygon_file = any(len(p) > 6 for _, p in rows)  # Ultralytics' rule: one long row makes it a polygon file
     errors, boxes, keys, duplicates = [], [], set(), 0
     for lineno, parts in rows:

@@ -184,7 +184,8 @@ def test_duplicates_removed_with_one_warning(tmp_path, caplog):
     np.testing.assert_allclose(first, [[0, 0.5, 0.5, 0.2, 0.2], [1, 0.3, 0.3, 0.1, 0.1]])
     np.testing.assert_array_equal(first, again)
     warnings = [r.getMessage() for r in caplog.records if "duplicate" in r.getMessage()]
-    assert warnings == [f"{f}: removed 2 duplicate box(es), as Ultralytics does; delete the repeated lines to silence this"]
+    assert warnings == [f"{f}: removed 2 duplicate box(es), as Ultralytics does; "
+                        "delete the repeated lines to silence this"]
 
 
 def test_polygon_becomes_its_bounding_box(tmp_path):

@@ -1,5 +1,6 @@
 """YOLO dataset I/O and label validation."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,30 @@ def test_split_yaml_from_a_relative_path(tmp_path, monkeypatch):
     out = write_split_yaml(Path("runs/r1/data.yaml"), ds.train, list(ds.val), ds.names)
     doc = yaml.safe_load(out.read_text())
     assert all(Path(doc[k]).is_absolute() for k in ("path", "train", "val"))
+
+
+def test_dataset_keeps_its_split_sources(tmp_path):
+    ds = load_dataset(_make(tmp_path))
+    assert ds.train_spec == tmp_path.resolve() / "images" / "train" and ds.val_spec.name == "val"
+    from detal.data import Dataset
+    by_hand = Dataset(ds.yaml_path, ds.root, ds.names, ds.train, ds.val)  # the five-field form still works
+    assert by_hand == ds and by_hand.train_spec is None
+
+
+@pytest.mark.parametrize("text, n", [
+    ("\ufeff0 0.5 0.5 0.2 0.2\n", 1),                       # UTF-8 BOM, as Ultralytics accepts
+    ("0 0.5 0.5 0.2 0.2\r\n1 0.2 0.2 0.1 0.1\r\n", 2),      # CRLF
+    ("0 0.5 0.5 0.2 0.2\n  \t \n1 0.2 0.2 0.1 0.1\n", 2),   # whitespace-only line
+    ("0 1.005 0.5 0.2 0.2\n", 1),                          # within Ultralytics' 1% tolerance, kept as written
+])
+def test_label_text_ultralytics_accepts(tmp_path, text, n):
+    f = tmp_path / "x.txt"
+    f.write_bytes(text.encode("utf-8"))
+    assert len(read_labels(f, 3)) == n
+
+
+def test_non_utf8_label_is_a_data_error_naming_the_line(tmp_path):
+    f = tmp_path / "x.txt"
+    f.write_bytes(b"0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2 # \xff\n")
+    with pytest.raises(DataError, match=re.escape(f"{f}:2: not UTF-8 text (byte 0xff); re-save the label file as UTF-8")):
+        read_labels(f, 3)

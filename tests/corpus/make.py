@@ -25,10 +25,12 @@ def _rgb(w: int = 32, h: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def image(path: Path, w: int = 32, h: int = 32, mode: str = "RGB", fmt: str | None = None, **save) -> Path:
-    """A noise image of the given PIL mode; `fmt` defaults to the suffix (so the content matches the name)."""
+    """A noise image of the given PIL mode ("I;16": a 16-bit ramp); `fmt` defaults to the suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.fromarray(_rgb(w, h)).convert(mode) if mode not in ("I;16",) else \
-        Image.fromarray((np.arange(w * h, dtype=np.uint16).reshape(h, w) * 37) % 65535)
+    if mode == "I;16":
+        im = Image.fromarray((np.arange(w * h, dtype=np.uint16).reshape(h, w) * 37) % 65535)
+    else:
+        im = Image.fromarray(_rgb(w, h)).convert(mode)
     im.save(path, format=fmt, **save)
     return path
 
@@ -141,14 +143,15 @@ def png_named_jpg(path: Path) -> Path:
 
 IMAGE_CASES: dict[str, Callable[[Path], Path]] = {
     "zero_byte": zero_byte, "not_an_image": not_an_image, "truncated_jpeg": truncated_jpeg,
-    "jpeg_missing_eoi": jpeg_missing_eoi, "jpeg_trailing_bytes": jpeg_trailing_bytes, "truncated_png": truncated_png, "tiny_8x8": tiny,
+    "jpeg_missing_eoi": jpeg_missing_eoi, "jpeg_trailing_bytes": jpeg_trailing_bytes, "truncated_png": truncated_png,
+    "tiny_8x8": tiny,
     "exif_rotated": exif_rotated, "cmyk": cmyk, "png16": png16, "grayscale": grayscale, "alpha": alpha,
     "palette": palette, "huge": huge, "decompression_bomb": decompression_bomb, "gif_named_jpg": gif_named_jpg,
     "png_named_jpg": png_named_jpg,
 }
 IMAGE_SUFFIX = {"cmyk": ".jpg", "exif_rotated": ".jpg", "truncated_jpeg": ".jpg", "jpeg_missing_eoi": ".jpg",
-                "jpeg_trailing_bytes": ".jpg",
-                "gif_named_jpg": ".jpg", "png_named_jpg": ".jpg", "zero_byte": ".jpg", "not_an_image": ".jpg"}
+                "jpeg_trailing_bytes": ".jpg", "gif_named_jpg": ".jpg", "png_named_jpg": ".jpg", "zero_byte": ".jpg",
+                "not_an_image": ".jpg"}  # every other case is a .png
 
 
 # --- labels: text of one label file per case ------------------------------------------------------
