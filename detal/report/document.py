@@ -14,7 +14,7 @@ import pandas as pd
 from detal.report import figures, stats
 from detal.report.load import PRELABEL_COLUMNS, RunData
 from detal.report.render import Bullets, Heading, Image, Para, Table
-from detal.report.verdict import Verdict, interval, number, saved_cell, signed, verdicts
+from detal.report.verdict import Verdict, bracket, number, pct, signed, verdicts
 
 BASELINE = "random"
 
@@ -31,8 +31,8 @@ HOW_TO_READ = [
     "AUC: area under the mAP50-95 vs labelled-images curve (trapezoid rule) divided by the labelled-images range, "
     "that is the curve's mean mAP50-95 over the labelled range; higher is better.",
     "Labels saved: how many fewer labelled images (boxes) a strategy needed to first reach random's final "
-    "mAP50-95, interpolated linearly between rounds on the mean curves (random measured the same way); the "
-    "95% CI comes from the per-seed curves. \"not reached\": the strategy's curve never got there.",
+    "mAP50-95, interpolated linearly between rounds on the mean curves (random measured the same way). Its 95% CI: "
+    "the same estimate on bootstrap resamples of the seeds' curves; \"not reached\": the curve never got there.",
     "Final numbers are taken at the last round both arms of a seed finished; mAP is on a 0-1 scale.",
 ]
 
@@ -71,18 +71,35 @@ def _numbers_table(df: pd.DataFrame) -> Table:
                   "sd", "min-max", "final mAP50 (mean (sd))", "AUC mAP50-95"], rows)
 
 
-def _with_ci(iv) -> str:
-    ci = interval(iv)
-    return f"{signed(iv.estimate)} ({ci})" if ci else signed(iv.estimate)
+def _with_ci(iv, fmt=signed) -> str:
+    ci = bracket(iv, fmt)
+    return f"{fmt(iv.estimate)} {ci}" if ci else fmt(iv.estimate)
 
 
 def _paired_table(comparisons: list[stats.Comparison]) -> Table:
-    rows = [[c.strategy, str(c.seeds), str(c.round), signed(c.diff.estimate), interval(c.diff) or "n/a",
-             interval(c.diff_t) or "n/a", _with_ci(c.diff50), _with_ci(c.auc), saved_cell(c.images, "images"),
-             saved_cell(c.boxes, "boxes")] for c in comparisons]
-    return Table(["strategy", "seeds", "at round", "diff final mAP50-95", "95% CI (bootstrap)", "95% CI (t)",
-                  "diff final mAP50 (95% CI)", "diff AUC (95% CI)", "labelled images saved", "labelled boxes saved"],
-                 rows)
+    rows = [[c.strategy, str(c.seeds), str(c.round), _with_ci(c.diff), bracket(c.diff_t) or "n/a",
+             _with_ci(c.diff50), _with_ci(c.auc)] for c in comparisons]
+    return Table(["strategy", "seeds", "at round", "diff final mAP50-95 [95% CI bootstrap]", "95% CI (t)",
+                  "diff final mAP50 [95% CI]", "diff AUC mAP50-95 [95% CI]"], rows)
+
+
+def saved_cell(ls: stats.LabelsSaved) -> str:
+    """'58 (19%) [1%, 22%]', or 'not reached'."""
+    if not ls.reached:
+        return "not reached"
+    least = ">= " if ls.at_first_point and ls.saved > 0 else ""
+    ci = bracket(ls.interval, pct)
+    return f"{least}{ls.saved:.0f} ({least}{pct(ls.fraction)})" + (f" {ci}" if ci else "")
+
+
+def _labels_table(comparisons: list[stats.Comparison]) -> Table:
+    def needed(ls: stats.LabelsSaved) -> str:
+        return f"{ls.needed:.0f} / {ls.baseline_needed:.0f}" if ls.reached else f"not reached / {ls.baseline_needed:.0f}"
+
+    rows = [[c.strategy, str(c.seeds), number(c.images.target), needed(c.images), saved_cell(c.images),
+             needed(c.boxes), saved_cell(c.boxes)] for c in comparisons if c.seeds]
+    return Table(["strategy", "seeds", f"target: {BASELINE}'s final mAP50-95", f"images needed (it / {BASELINE})",
+                  "images saved [95% CI]", f"boxes needed (it / {BASELINE})", "boxes saved [95% CI]"], rows)
 
 
 def _per_round_table(df: pd.DataFrame) -> Table:
@@ -141,7 +158,10 @@ def experiment(df: pd.DataFrame, tables: dict, prefix: str, level: int) -> tuple
                Para("Last round of each arm; mean over seeds, sd and min-max across seeds. AUC: the learning curve's "
                     "mean mAP50-95 over the labelled-images range.", "small")]
     if comparisons:
-        blocks += [Heading(h, f"Against {BASELINE}, paired by seed"), _paired_table(comparisons)]
+        blocks += [Heading(h, f"Against {BASELINE}, paired by seed"), _paired_table(comparisons),
+                   Heading(h, f"Labels saved to reach {BASELINE}'s final mAP50-95"), _labels_table(comparisons),
+                   Para("Labelled images (boxes) each needed to first reach the target on its mean curve, "
+                        "interpolated between rounds; the saving in % of what random needed.", "small")]
     blocks.append(Heading(h, "Learning curves"))
     figure("map_vs_labeled.png", figures.learning_curves(df, styles), "mAP50-95 and mAP50 against labelled images "
            "and labelled boxes", "Same seed set and val split for every arm of a seed.")
@@ -183,8 +203,10 @@ def build(data: RunData, folders: list[str]) -> tuple[list, str, dict[str, bytes
         blocks, said, figs = experiment(df, tables, "" if one else slug(exp) + "_", 2 if one else 3)
         pngs.update(figs)
         seeds = sorted(df["seed"].unique().tolist())
-        head = (f"{df['strategy'].nunique()} strategies ({', '.join(figures.strategy_order(df['strategy']))}), "
-                f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}), up to {df['round'].max()} rounds.")
+        n_strat = df["strategy"].nunique()
+        head = (f"{n_strat} strateg{'ies' if n_strat > 1 else 'y'} ({', '.join(figures.strategy_order(df['strategy']))}), "
+                f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}), "
+                f"up to {df['round'].max()} rounds.")
         glance += ([] if one else [Para(f"**{exp}**: {head}")]) + [Bullets([(v.kind, v.text) for v in said],
                                                                            "verdicts")]
         body += ([] if one else [Heading(2, f"Experiment {exp}")]) + ([Para(head)] if not one else []) + blocks

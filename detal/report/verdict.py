@@ -43,16 +43,9 @@ def interval(iv: Interval, fmt=signed) -> str:
     return f"{fmt(iv.low)} to {fmt(iv.high)}"
 
 
-def saved_cell(ls: LabelsSaved, unit: str) -> str:
-    """Table cell: '58 images (19%), 95% CI 3% to 30%', or 'not reached'."""
-    if math.isnan(ls.target):
-        return ""
-    if not ls.reached:
-        return "not reached"
-    least = ">= " if ls.at_first_point and ls.saved > 0 else ""
-    ci = interval(ls.interval, pct)
-    head = f"{least}{ls.saved:.0f} {unit} ({least}{pct(ls.fraction)})"
-    return f"{head}, 95% CI {ci}" if ci else head
+def bracket(iv: Interval, fmt=signed) -> str:
+    """'[low, high]' for tables, or '' when there is no interval."""
+    return f"[{fmt(iv.low)}, {fmt(iv.high)}]" if interval(iv) else ""
 
 
 def labels_claim(ls: LabelsSaved) -> int:
@@ -76,11 +69,11 @@ def _labels_sentence(ls: LabelsSaved, unit: str, baseline: str, n: int) -> str:
                 f"({ls.saved:.0f} of {ls.baseline_needed:.0f}; 95% CI {ci}).")
     what = (f"{pct(ls.fraction)} fewer labelled {unit}" if ls.saved > 0 else
             f"{pct(-ls.fraction)} more labelled {unit}" if ls.saved < 0 else f"as many labelled {unit}")
-    why = (f"its bootstrap 95% CI ({ci}) includes zero" if not ls.interval.excludes_zero else
-           f"its bootstrap 95% CI is {ci}, but the t-interval includes zero")
+    why = (f"(95% CI {ci} includes zero)" if not ls.interval.excludes_zero else
+           f"(bootstrap 95% CI {ci}, but the t-interval includes zero)")
     if claim < 0:
         return f"It needed {what} than {baseline} to reach {target} (95% CI {ci})."
-    return f"On the mean curve it reached {target} with {what}, but that is not significant over {n} seeds: {why}."
+    return f"On the mean curve it reached {target} with {what}; over {n} seeds that is not significant {why}."
 
 
 def compare_verdict(c: Comparison) -> Verdict:

@@ -41,7 +41,8 @@ def test_verdicts_and_numbers(report):
     assert "- mix beat random over 3 seeds: final mAP50-95 +0.050" in glance
     assert "fewer labelled images" in glance
     assert "- entropy did worse than random over 3 seeds: final mAP50-95 -0.010" in glance
-    assert "| mix | 3 | 4 | +0.050 |" in md  # paired table: seeds, common round, mean difference
+    assert "| mix | 3 | 4 | +0.050 [+0.040, +0.060] |" in md  # paired table: seeds, common round, diff [CI]
+    assert "| mix | 3 | 0.420 | 30 / 40 | 10 (25%) [25%, 25%] |" in md  # labels saved
     assert "No annotator effort recorded" in md
     assert "min-max over seeds" in md and "bootstrap" in md
 

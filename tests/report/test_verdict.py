@@ -3,7 +3,8 @@
 import pytest
 
 from detal.report import stats
-from detal.report.verdict import interval, saved_cell, verdicts
+from detal.report.document import saved_cell
+from detal.report.verdict import interval, verdicts
 from tests.report.tables import RANDOM, gain_curves, metrics
 
 
@@ -30,7 +31,7 @@ def test_clear_loss():
     assert v.text.startswith("mix did worse than random over 3 seeds: final mAP50-95 -0.050 (95% CI ")
     assert c.diff.high < 0 and c.diff_t.high < 0
     assert "did not reach random's final mAP50-95" in v.text
-    assert saved_cell(c.images, "images") == "not reached"
+    assert saved_cell(c.images) == "not reached" and not c.boxes.reached
 
 
 def test_inconclusive():
@@ -54,7 +55,7 @@ def test_labels_saving_on_the_mean_curve_is_not_claimed_when_seeds_disagree():
     curves["mix", 2] = [y + 0.04 for y in (0.1, 0.2, 0.3, 0.44)]  # seed 2 only gets there at its last round
     (v,), (c,) = _say(metrics(curves))
     assert c.images.saved > 0
-    assert "but that is not significant over 3 seeds" in v.text
+    assert "; over 3 seeds that is not significant (" in v.text
 
 
 def test_one_seed_makes_no_claim():
