@@ -32,7 +32,7 @@ Every kind of bad or unusual input and what happens to it (docs/bad-input.md has
   note     label-missing       image without a label file                           used as an image with no objects
   note     label-orphan        label file without an image                          not used
   note     label-polygon       polygon rows (segmentation labels)                   used as their bounding boxes
-  note     image-exif-rotated  EXIF orientation turns the image                     used as displayed (rotated)
+  note     image-exif-rotated  EXIF orientation turns a JPEG/PNG                    used turned, as Ultralytics does
   note     image-ignored       hidden file or suffix detal does not read            not used
   note     image-repeated      listed twice in a .txt split                         used once
   note     class-absent        a class with no box in a split                       used (mAP skips it on val)
@@ -55,7 +55,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from detal.data import (IMAGE_SUFFIXES, Dataset, LabelScan, SplitScan, label_path, scan_label_file, scan_split)
+from detal.data import (IMAGE_SUFFIXES, Dataset, LabelScan, SplitScan, exif_turned, label_path, scan_label_file,
+                        scan_split)
 from detal.errors import DataError
 
 LEVELS = ("error", "exclude", "warning", "note")
@@ -88,7 +89,6 @@ KINDS: dict[str, tuple[str, str]] = {  # kind -> (level, behaviour): the table a
     "image-repeated": ("note", "used once"),
     "class-absent": ("note", "used"),
 }
-_EXIF_SWAPS = frozenset({5, 6, 7, 8})
 
 
 @dataclass(frozen=True)
@@ -220,11 +220,7 @@ def _verify_image(image: Path, nc: int, yolo_data, pil_open) -> _ImageVerdict:
         if image.stat().st_size == 0:
             return _ImageVerdict("image-unreadable", f"{image}: empty file (0 bytes); left out; replace or delete it")
         with pil_open(image) as im:
-            fmt, (w, h) = im.format, im.size
-            try:
-                rotated = im.getexif().get(0x0112) in _EXIF_SWAPS
-            except Exception:  # a damaged EXIF block is Ultralytics' problem below, not a reason to stop here
-                rotated = False
+            fmt, (w, h), rotated = im.format, im.size, exif_turned(im)
     except Image.DecompressionBombError:
         return _ImageVerdict("image-too-large", f"{image}: over Pillow's decompression-bomb limit of "
                                                 f"{Image.MAX_IMAGE_PIXELS * 2:,} pixels; left out; downscale it")
@@ -249,7 +245,8 @@ def _verify_image(image: Path, nc: int, yolo_data, pil_open) -> _ImageVerdict:
             if restore:
                 kind, msg = "image-restored", (f"{image}: JPEG without its end marker; used, but Ultralytics re-saves "
                                                "it in place (quality 100) when it first reads it; re-export it")
-            return _ImageVerdict(kind, msg, rotated, ul_boxes=len(result[1]))
+            turned = rotated or (w != h and tuple(result[2]) == (w, h))  # Ultralytics' shape is (h, w) as displayed
+            return _ImageVerdict(kind, msg, turned, ul_boxes=len(result[1]))
         reason = _after(result[-1])
         try:  # was it the image, or the label file?
             yolo_data.check_image(str(target))

@@ -356,6 +356,22 @@ def write_labels(path: Path, labels: np.ndarray) -> None:
 
 # --- images and per-round split files -------------------------------------------------------------
 
+def exif_turned(im) -> bool:
+    """Whether an open PIL image's EXIF orientation turns it a quarter (5-8), from the header only.
+
+    Only for the formats whose decoder in Ultralytics applies the turn (its `exif_size`): OpenCV leaves
+    WebP and TIFF as stored, whatever their EXIF says.
+    """
+    if im.format not in ("JPEG", "MPO", "PNG"):
+        return False
+    if im.format == "PNG" and "exif" not in im.info:
+        return False  # Pillow would decode the whole PNG looking for a late eXIf chunk: 10x the cost of the rest
+    try:
+        return im.getexif().get(0x0112) in _EXIF_SWAPS
+    except Exception:  # a damaged EXIF block: Ultralytics ignores it too (exif_size)
+        return False
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) as displayed: EXIF rotation applied, like Ultralytics and browsers; header only."""
     from PIL import Image  # pillow ships with ultralytics
@@ -363,7 +379,7 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             w, h = im.size
-            return (h, w) if im.getexif().get(0x0112) in _EXIF_SWAPS else (w, h)
+            return (h, w) if exif_turned(im) else (w, h)
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: cannot read image ({exc}); remove or replace the file") from None
 

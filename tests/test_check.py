@@ -34,6 +34,8 @@ IMAGE_EXPECT = {
     "truncated_png": ("image-corrupt", False),
     "tiny_8x8": ("image-small", False),
     "exif_rotated": ("image-exif-rotated", True),
+    "exif_rotated_png": ("image-exif-rotated", True),
+    "exif_rotated_webp": (None, True),  # OpenCV does not turn WebP: trained as stored, so no note
     "cmyk": (None, True),
     "png16": (None, True),
     "grayscale": (None, True),
@@ -63,14 +65,14 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
 
 
-def _ultralytics_keeps(image: Path, label: Path, nc: int, tmp: Path) -> tuple[bool, int]:
-    """Ultralytics' own verdict on a copy (it may re-save a JPEG in place): kept?, boxes it reads."""
+def _ultralytics(image: Path, label: Path, nc: int, tmp: Path):
+    """Ultralytics' own verdict on a copy (it may re-save a JPEG in place): (kept?, boxes read, (h, w))."""
     from ultralytics.data.utils import verify_image_label
 
     copy = tmp / f"u{image.suffix}"
     shutil.copyfile(image, copy)
     r = verify_image_label((str(copy), str(label), "", False, nc, 0, 0, False))
-    return r[0] is not None, (len(r[1]) if r[0] is not None else -1)
+    return r[0] is not None, (len(r[1]) if r[0] is not None else -1), r[2]
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +100,16 @@ def test_image_case(images_checked, case, tmp_path):
     assert (image in usable(ds, report).train) == kept
     assert (image in [p for p, _ in report.excluded_train]) == (not kept)
     # the set detal keeps is the set Ultralytics keeps
-    assert _ultralytics_keeps(image, label_path(image), ds.nc, tmp_path)[0] == kept
-    if kept:  # and Ultralytics' loader turns it into an 8-bit, 3-channel image for training
+    ul_kept, _, ul_hw = _ultralytics(image, label_path(image), ds.nc, tmp_path)
+    assert ul_kept == kept
+    if kept:  # Ultralytics' loader makes it an 8-bit, 3-channel image, of the size detal reports
         from ultralytics.utils.patches import imread
+
+        from detal.data import image_size
 
         im = imread(str(image))
         assert im is not None and im.ndim == 3 and im.shape[2] == 3 and im.dtype == np.uint8
+        assert im.shape[:2] == tuple(ul_hw) == image_size(image)[::-1]
 
 
 def test_image_report_as_a_whole(images_checked):
@@ -145,7 +151,7 @@ def test_label_case(labels_checked, case, tmp_path):
     image = made[case]
     lab = label_path(image)
     errors = [p for p in report.problems if p.path == lab and p.level == "error"]
-    ul_kept, ul_boxes = _ultralytics_keeps(image, lab, ds.nc, tmp_path)
+    ul_kept, ul_boxes, _ = _ultralytics(image, lab, ds.nc, tmp_path)
     if kind is None:
         assert errors == []
         assert len(read_labels(lab, ds.nc)) == n == ul_boxes  # the boxes counted are the boxes trained on

@@ -96,6 +96,14 @@ def exif_rotated(path: Path, w: int = 48, h: int = 32, orientation: int = 6) -> 
     return image(path, w, h, exif=exif.tobytes())
 
 
+def exif_rotated_png(path: Path) -> Path:
+    return exif_rotated(path.with_suffix(".png"))
+
+
+def exif_rotated_webp(path: Path) -> Path:
+    return exif_rotated(path.with_suffix(".webp"))
+
+
 def cmyk(path: Path) -> Path:
     return image(path, mode="CMYK", fmt="JPEG")
 
@@ -145,13 +153,14 @@ IMAGE_CASES: dict[str, Callable[[Path], Path]] = {
     "zero_byte": zero_byte, "not_an_image": not_an_image, "truncated_jpeg": truncated_jpeg,
     "jpeg_missing_eoi": jpeg_missing_eoi, "jpeg_trailing_bytes": jpeg_trailing_bytes, "truncated_png": truncated_png,
     "tiny_8x8": tiny,
-    "exif_rotated": exif_rotated, "cmyk": cmyk, "png16": png16, "grayscale": grayscale, "alpha": alpha,
+    "exif_rotated": exif_rotated, "exif_rotated_png": exif_rotated_png, "exif_rotated_webp": exif_rotated_webp,
+    "cmyk": cmyk, "png16": png16, "grayscale": grayscale, "alpha": alpha,
     "palette": palette, "huge": huge, "decompression_bomb": decompression_bomb, "gif_named_jpg": gif_named_jpg,
     "png_named_jpg": png_named_jpg,
 }
 IMAGE_SUFFIX = {"cmyk": ".jpg", "exif_rotated": ".jpg", "truncated_jpeg": ".jpg", "jpeg_missing_eoi": ".jpg",
                 "jpeg_trailing_bytes": ".jpg", "gif_named_jpg": ".jpg", "png_named_jpg": ".jpg", "zero_byte": ".jpg",
-                "not_an_image": ".jpg"}  # every other case is a .png
+                "not_an_image": ".jpg", "exif_rotated_webp": ".webp"}  # every other case is a .png
 
 
 # --- labels: text of one label file per case ------------------------------------------------------
