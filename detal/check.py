@@ -239,20 +239,24 @@ def _verify_image(image: Path, nc: int, yolo_data, pil_open) -> _ImageVerdict:
         if restore:  # Ultralytics re-saves such a JPEG in place: let it do that to a copy
             target = Path(tmp) / f"copy{image.suffix}"
             shutil.copyfile(image, target)
-        result = yolo_data.verify_image_label((str(target), str(label_path(image)), "", False, nc, 0, 0, False))
+        result = _verify(yolo_data, target, label_path(image), nc)
         if result[0] is not None:
             kind, msg = (None, "")
             if restore:
-                kind, msg = "image-restored", (f"{image}: JPEG without its end marker; used, but Ultralytics re-saves "
-                                               "it in place (quality 100) when it first reads it; re-export it")
+                kind, msg = "image-restored", (f"{image}: JPEG that does not end with its end marker (padded or cut); "
+                                               "used, but Ultralytics re-saves it in place (quality 100) when it "
+                                               "first reads it; re-export it")
             turned = rotated or (w != h and tuple(result[2]) == (w, h))  # Ultralytics' shape is (h, w) as displayed
             return _ImageVerdict(kind, msg, turned, ul_boxes=len(result[1]))
-        reason = _after(result[-1])
-        try:  # was it the image, or the label file?
-            yolo_data.check_image(str(target))
-        except Exception as exc:  # Ultralytics raises AssertionError, OSError, ... for a bad image
-            return _image_failure(image, fmt, w, h, str(exc) or reason, restore)
-        return _ImageVerdict(None, "", rotated, ul_label_error=reason)
+        image_only = _verify(yolo_data, target, Path(os.devnull), nc)  # was it the image, or the label file?
+        if image_only[0] is None:
+            return _image_failure(image, fmt, w, h, _after(image_only[-1]), restore)
+        return _ImageVerdict(None, "", rotated, ul_label_error=_after(result[-1]))
+
+
+def _verify(yolo_data, image: Path, label: Path, nc: int) -> list:
+    """Ultralytics' verdict on one image and label file: (image, boxes, (h, w), ...) or None first when dropped."""
+    return yolo_data.verify_image_label((str(image), str(label), "", False, nc, 0, 0, False))
 
 
 def _image_failure(image: Path, fmt: str, w: int, h: int, reason: str, restore: bool) -> _ImageVerdict:
@@ -286,7 +290,7 @@ def _scan_problems(split: str, spec: Path | None) -> list[Problem]:
     if spec is None:
         return []
     scan: SplitScan = scan_split(spec)
-    out = [Problem("image-dangling", p, f"{p}: dangling symlink (to {os.readlink(p)}); left out; "
+    out = [Problem("image-dangling", p, f"{p}: dangling symlink (to {_target(p)}); left out; "
                                         "fix or remove the link", split) for p in scan.dangling]
     out += [Problem("image-missing", p, f"{p}: listed in {spec} but not found; left out; fix the path "
                                        "or remove the line", split) for p in scan.missing]
@@ -298,6 +302,13 @@ def _scan_problems(split: str, spec: Path | None) -> list[Problem]:
         why = "hidden file (Ultralytics skips those too)" if hidden else f"not an image suffix detal reads ({suffixes})"
         out.append(Problem("image-ignored", p, f"{p}: {why}; not used", split))
     return out
+
+
+def _target(link: Path) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:  # no longer a link
+        return "?"
 
 
 def _label_dirs(spec: Path | None, images: Sequence[Path]) -> set[Path]:

@@ -369,3 +369,31 @@ def test_every_kind_is_documented():
     for kind, (level, _) in KINDS.items():
         assert f"`{kind}`" in doc, kind
         assert re.search(rf"^\s+{level}\s+{re.escape(kind)}\s", check.__doc__, re.M), kind
+
+
+def test_line_break_in_a_file_name_is_left_out(tmp_path):
+    y = make.dataset(tmp_path)
+    odd = make.add_image(tmp_path, "train", "two\nlines.png")
+    ds = load_dataset(y)
+    report = check_dataset(ds)
+    assert [(p.kind, p.path) for p in report.problems if p.level != "note"] == [("image-name", odd)]
+    assert "\n" not in report.problems[0].message and odd not in usable(ds, report).train
+
+
+def test_a_label_rule_detal_does_not_know_stops_the_run(tmp_path, monkeypatch):
+    """A newer Ultralytics that drops a label file detal reads cleanly: caught, quoted, fatal."""
+    from ultralytics.data import utils as yolo_data
+
+    real = yolo_data.verify_image_label
+
+    def stricter(args):
+        if args[1].endswith("train1.txt"):
+            return [None, None, None, None, None, 0, 1, 0, 1, f"{args[0]}: ignoring corrupt image/label: new rule"]
+        return real(args)
+
+    monkeypatch.setattr(yolo_data, "verify_image_label", stricter)
+    y = make.dataset(tmp_path)
+    report = check_dataset(load_dataset(y))
+    lab = tmp_path / "labels" / "train" / "train1.txt"
+    assert [(p.kind, p.path) for p in report.errors] == [("label-ultralytics", lab)]
+    assert report.errors[0].message == f"{lab}: Ultralytics rejects this label file (new rule); fix the file"
