@@ -94,7 +94,8 @@ def saved_cell(ls: stats.LabelsSaved) -> str:
 
 def _labels_table(comparisons: list[stats.Comparison]) -> Table:
     def needed(ls: stats.LabelsSaved) -> str:
-        return f"{ls.needed:.0f} / {ls.baseline_needed:.0f}" if ls.reached else f"not reached / {ls.baseline_needed:.0f}"
+        it = f"{ls.needed:.0f}" if ls.reached else "not reached"
+        return f"{it} / {ls.baseline_needed:.0f}"
 
     rows = [[c.strategy, str(c.seeds), number(c.images.target), needed(c.images), saved_cell(c.images),
              needed(c.boxes), saved_cell(c.boxes)] for c in comparisons if c.seeds]
@@ -106,7 +107,7 @@ def _per_round_table(df: pd.DataFrame) -> Table:
     strategies = figures.strategy_order(df["strategy"])
     mean = df.pivot_table(index="round", columns="strategy", values="map50_95", aggfunc="mean")
     images = df.groupby("round")["labeled_images"].mean()
-    rows = [[str(r), f"{images[r]:.0f}", *[number(mean.loc[r, s]) if pd.notna(mean.loc[r, s]) else "" for s in strategies]]
+    rows = [[str(r), f"{images[r]:.0f}", *[number(v) if pd.notna(v) else "" for v in mean.loc[r, strategies]]]
             for r in mean.index]
     return Table(["round", "labelled images", *strategies], rows, align_left=1)
 
@@ -189,32 +190,38 @@ def experiment(df: pd.DataFrame, tables: dict, prefix: str, level: int) -> tuple
 
 
 def build(data: RunData, folders: list[str]) -> tuple[list, str, dict[str, bytes]]:
-    """(blocks, title, {file name: PNG}) for every experiment in `data`."""
-    exps = list(dict.fromkeys(data.metrics["experiment"]))
-    title = f"detal report: {exps[0]}" if len(exps) == 1 else f"detal report: {len(exps)} experiments"
+    """(blocks, title, {file name: PNG}) for every experiment in `data`, in the order the folders were given."""
+    exps = data.experiments or list(dict.fromkeys(data.metrics["experiment"]))
+    one = len(exps) == 1
+    title = f"detal report: {exps[0]}" if one else f"detal report: {len(exps)} experiments"
     glance: list = []
     body: list = []
     pngs: dict[str, bytes] = {}
+    prefixes: set[str] = set()
     for exp in exps:
         df = data.metrics[data.metrics["experiment"] == exp]
         tables = {"per_class": _of(data.per_class, exp), "selected": _of(data.selected_classes, exp),
                   "pool": _of(data.pool_classes, exp)}
-        one = len(exps) == 1
-        blocks, said, figs = experiment(df, tables, "" if one else slug(exp) + "_", 2 if one else 3)
+        prefix = "" if one else slug(exp) + "_"
+        while prefix in prefixes:  # "a b" and "a-b" must not overwrite each other's figures
+            prefix = "_" + prefix
+        prefixes.add(prefix)
+        blocks, said, figs = experiment(df, tables, prefix, 2 if one else 3)
         pngs.update(figs)
         seeds = sorted(df["seed"].unique().tolist())
-        n_strat = df["strategy"].nunique()
-        head = (f"{n_strat} strateg{'ies' if n_strat > 1 else 'y'} ({', '.join(figures.strategy_order(df['strategy']))}), "
+        order = figures.strategy_order(df["strategy"])
+        head = (f"{len(order)} strateg{'ies' if len(order) > 1 else 'y'} ({', '.join(order)}), "
                 f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}), "
                 f"up to {df['round'].max()} rounds.")
-        glance += ([] if one else [Para(f"**{exp}**: {head}")]) + [Bullets([(v.kind, v.text) for v in said],
-                                                                           "verdicts")]
-        body += ([] if one else [Heading(2, f"Experiment {exp}")]) + ([Para(head)] if not one else []) + blocks
+        verdict_list = Bullets([(v.kind, v.text) for v in said], "verdicts")
         if one:
-            glance.insert(0, Para(head))
+            glance += [Para(head), verdict_list]
+            body += blocks
+        else:
+            glance += [Para(f"**{exp}**: {head}"), verdict_list]
+            body += [Heading(2, f"Experiment {exp}"), Para(head), *blocks]
     top = [Heading(1, title), Para("Run folder(s): " + ", ".join(f"`{f}`" for f in folders) + ".", "small")]
     if data.notes:
-        top += [Bullets([("", n) for n in data.notes], "notes")]
-    blocks = top + [Heading(2, "At a glance")] + glance + body + [Heading(2, "How to read the numbers"),
-                                                                  Bullets([("", t) for t in HOW_TO_READ])]
-    return blocks, title, pngs
+        top.append(Bullets([("", n) for n in data.notes], "notes"))
+    tail = [Heading(2, "How to read the numbers"), Bullets([("", t) for t in HOW_TO_READ])]
+    return [*top, Heading(2, "At a glance"), *glance, *body, *tail], title, pngs

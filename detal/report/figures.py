@@ -56,12 +56,17 @@ def _styled(builder):
     return wrapper
 
 
-def _legend(fig: Figure, styles: dict, labels: dict[str, str], extra: list | None = None, y: float = 1.0,
-            lines: bool = True) -> None:
+def _finish(fig: Figure, title: str, styles: dict, labels: dict[str, str], extra: list | None = None,
+            lines: bool = True) -> Figure:
+    """Title and one legend for the whole figure above the axes, at fixed distances in inches."""
+    h = fig.get_figheight()
     handles = [Line2D([], [], label=labels.get(s, s), **{**styles[s], **({} if lines else {"linestyle": "none"})})
                for s in labels] + (extra or [])
+    fig.suptitle(title, y=1 - 0.04 / h, va="top", fontsize=12)
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), frameon=False,
-               bbox_to_anchor=(0.5, y))
+               bbox_to_anchor=(0.5, 1 - 0.3 / h))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / h))
+    return fig
 
 
 @_styled
@@ -84,10 +89,8 @@ def learning_curves(df: pd.DataFrame, styles: dict) -> Figure:
             if row == 0:
                 ax.set_title(f"against {xname}")
     band = "band: min-max over seeds" if n_seeds.max() > 1 else "one seed per strategy: no band"
-    fig.suptitle(f"Learning curves. Line: mean over seeds; {band}.", y=0.995, fontsize=12)
-    _legend(fig, styles, {s: f"{s} ({n_seeds[s]} seed{'s' if n_seeds[s] > 1 else ''})" for s in strategies}, y=0.965)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
-    return fig
+    labels = {s: f"{s} ({n_seeds[s]} seed{'s' if n_seeds[s] > 1 else ''})" for s in strategies}
+    return _finish(fig, f"Learning curves. Line: mean over seeds; {band}.", styles, labels)
 
 
 @_styled
@@ -111,10 +114,8 @@ def paired_differences(df: pd.DataFrame, styles: dict, baseline: str = "random")
         ax.set_ylabel(f"{name} difference vs {baseline}")
         ax.set_title(f"{name}: above zero = better than {baseline}")
     band = "band: bootstrap 95% interval over seeds" if seeds > 1 else "one seed: no interval"
-    fig.suptitle(f"Paired difference vs {baseline} on the same seed. Line: mean; {band}.", y=0.995, fontsize=12)
-    _legend(fig, styles, {s: s for s in others}, y=0.935)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    return fig
+    return _finish(fig, f"Paired difference vs {baseline} on the same seed. Line: mean; {band}.", styles,
+                   {s: s for s in others})
 
 
 def _class_labels(table: pd.DataFrame) -> pd.Series:
@@ -132,8 +133,7 @@ def per_class_ap(per_class: pd.DataFrame, styles: dict) -> Figure | None:
     names = _class_labels(fin)
     inst = fin.groupby("class_id")["instances"].max()
     strategies = strategy_order(fin["strategy"])
-    height = max(3.2, 0.38 * len(names) + 1.9)
-    fig = Figure(figsize=(WIDTH, height))
+    fig = Figure(figsize=(WIDTH, max(3.2, 0.38 * len(names) + 1.9)))
     ax = fig.subplots()
     ys = np.arange(len(names))
     step = 0.7 / max(len(strategies), 1)
@@ -148,11 +148,8 @@ def per_class_ap(per_class: pd.DataFrame, styles: dict) -> Figure | None:
     ax.invert_yaxis()
     ax.set_xlabel("AP50-95 on val at the last round (0-1)")
     ax.set_xlim(left=0)
-    fig.suptitle("Per-class AP at the last round. Marker: mean over seeds; whiskers: min-max over seeds.",
-                 y=0.995, fontsize=12)
-    _legend(fig, styles, {s: s for s in strategies}, y=1 - 0.32 / height, lines=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
-    return fig
+    return _finish(fig, "Per-class AP at the last round. Marker: mean over seeds; whiskers: min-max over seeds.",
+                   styles, {s: s for s in strategies}, lines=False)
 
 
 @_styled
@@ -166,8 +163,7 @@ def class_makeup(selected: pd.DataFrame, pool: pd.DataFrame | None, metrics: pd.
         return None
     names = _class_labels(selected if pool is None else pd.concat([selected, pool]))
     strategies = strategy_order(picked["strategy"])
-    height = max(3.4, 0.38 * len(names) + 2.1)
-    fig = Figure(figsize=(WIDTH, height))
+    fig = Figure(figsize=(WIDTH, max(3.4, 0.38 * len(names) + 2.1)))
     ax, ax2 = fig.subplots(1, 2, width_ratios=[3, 1.25])
     ys = np.arange(len(names))
     extra = []
@@ -211,10 +207,8 @@ def class_makeup(selected: pd.DataFrame, pool: pd.DataFrame | None, metrics: pd.
     for i, v in enumerate(bars):
         if np.isfinite(v):
             ax2.annotate(f"{v:.1f}", (i, v), ha="center", va="bottom", fontsize=9)
-    fig.suptitle("What each strategy selected: rare classes? crowded images?", y=0.995, fontsize=12)
-    _legend(fig, styles, {s: s for s in strategies}, extra, y=1 - 0.32 / height, lines=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
-    return fig
+    return _finish(fig, "What each strategy selected: rare classes? crowded images?", styles,
+                   {s: s for s in strategies}, extra, lines=False)
 
 
 def has_effort(metrics: pd.DataFrame) -> bool:
@@ -241,10 +235,8 @@ def effort(metrics: pd.DataFrame, styles: dict) -> Figure | None:
         ax.set_ylim(bottom=0)
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].set_ylabel("tasks per round" if kinds[0] == "skipped" else "boxes per round")
-    fig.suptitle("Annotator effort on each round's selection (mean over seeds)", y=0.995, fontsize=12)
-    _legend(fig, styles, {s: s for s in strategies}, y=0.92)
-    fig.tight_layout(rect=(0, 0, 1, 0.84))
-    return fig
+    return _finish(fig, "Annotator effort on each round's selection (mean over seeds)", styles,
+                   {s: s for s in strategies})
 
 
 @_styled
@@ -265,8 +257,5 @@ def prelabel_quality(metrics: pd.DataFrame, styles: dict, columns: tuple[str, ..
         ax.set_ylim(0, 1.02)
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].set_ylabel("pre-label quality (0-1)")
-    fig.suptitle("Pre-label quality, estimated on the random share of each selection (mean over seeds)",
-                 y=0.995, fontsize=12)
-    _legend(fig, styles, {s: s for s in strategies}, y=0.92)
-    fig.tight_layout(rect=(0, 0, 1, 0.84))
-    return fig
+    return _finish(fig, "Pre-label quality, estimated on the random share of each selection (mean over seeds)",
+                   styles, {s: s for s in strategies})

@@ -47,6 +47,7 @@ class RunData:
     pool_classes: pd.DataFrame | None = None
     sources: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    experiments: list[str] = field(default_factory=list)  # in the order the folders were given
 
 
 def _text(path: Path) -> str:
@@ -175,6 +176,7 @@ def load_runs(run_dirs: list[Path]) -> RunData:
         for name in OPTIONAL:
             optional[name].append(_optional(d, name, notes))
     df = pd.concat(metrics, ignore_index=True)
+    experiments = list(dict.fromkeys(df["experiment"]))
     dup = df[df.duplicated(list(KEY), keep=False)]
     if len(dup):
         row = dup.iloc[0]
@@ -185,4 +187,5 @@ def load_runs(run_dirs: list[Path]) -> RunData:
     df = df.sort_values(list(KEY)).reset_index(drop=True)
     return RunData(metrics=df, per_class=_concat(optional["per_class.csv"]),
                    selected_classes=_concat(optional["selected_classes.csv"]),
-                   pool_classes=_concat(optional["pool_classes.csv"]), sources=list(run_dirs), notes=notes)
+                   pool_classes=_concat(optional["pool_classes.csv"]), sources=list(run_dirs), notes=notes,
+                   experiments=experiments)

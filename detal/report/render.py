@@ -82,10 +82,12 @@ body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans
 main { max-width: 1140px; margin: 0 auto; padding: 24px 20px 48px; background: #fff; }
 h1 { font-size: 26px; margin: 0 0 6px; } h2 { font-size: 21px; margin: 34px 0 10px; border-bottom: 1px solid #ddd; }
 h3 { font-size: 17px; margin: 26px 0 8px; }
-code { font: 13px ui-monospace, "DejaVu Sans Mono", monospace; background: #f0f0ee; padding: 1px 4px; border-radius: 3px; }
+code { font: 13px ui-monospace, "DejaVu Sans Mono", monospace; background: #f0f0ee; padding: 1px 4px;
+       border-radius: 3px; }
 table { border-collapse: collapse; margin: 8px 0 14px; font-size: 14px; }
 th, td { padding: 5px 10px; border-bottom: 1px solid #e4e4e4; vertical-align: top; }
-th { background: #f3f3f1; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th { background: #f3f3f1; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafaf9; }
 .scroll { overflow-x: auto; }
 ul.verdicts { list-style: none; padding: 0; margin: 8px 0; }
