@@ -228,14 +228,14 @@ def effort(metrics: pd.DataFrame, styles: dict) -> Figure | None:
     axes = np.atleast_1d(fig.subplots(1, len(kinds), sharex=True))
     for ax, kind in zip(axes, kinds):
         for s in strategies:
-            g = metrics[(metrics["strategy"] == s) & (metrics["selected_images"] > 0)].groupby("round")[kind].mean()
+            g = metrics[metrics["strategy"] == s].groupby("round")[kind].mean()
             ax.plot(g.index, g.to_numpy(), markersize=5, linewidth=1.6, **styles[s])
         ax.set_title(kind)
         ax.set_xlabel("round")
         ax.set_ylim(bottom=0)
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].set_ylabel("tasks per round" if kinds[0] == "skipped" else "boxes per round")
-    return _finish(fig, "Annotator effort on each round's selection (mean over seeds)", styles,
+    return _finish(fig, "Annotator effort per round: labels collected in that round (mean over seeds)", styles,
                    {s: s for s in strategies})
 
 

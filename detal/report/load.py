@@ -143,7 +143,7 @@ def _metrics(run_dir: Path, notes: list[str]) -> pd.DataFrame:
 
 def load_metrics(run_dir: Path) -> pd.DataFrame:
     """metrics.csv of one run folder: validated, one row per (experiment, strategy, seed, round), sorted."""
-    df = _metrics(Path(run_dir), [])
+    df = _metrics(Path(run_dir), []).drop(columns="source")
     return df.sort_values(list(KEY)).reset_index(drop=True)
 
 

@@ -106,8 +106,9 @@ def verdicts(strategies, comparisons: list[Comparison], baseline: str = "random"
     """Every strategy's verdict, or one line saying accurately why there is no comparison."""
     strategies = sorted(set(strategies))
     if baseline not in strategies:
-        return [Verdict("no-baseline", f"No `{baseline}` arm in this experiment ({', '.join(strategies)}): nothing "
-                                       f"to compare against; add `{baseline}` to `strategies:`.")]
+        return [Verdict("no-baseline", f"No `{baseline}` arm in this run (strategies: {', '.join(strategies)}), so "
+                                       f"nothing is compared against {baseline}; in a simulation, add `{baseline}` to "
+                                       "`strategies:` to measure the gain.")]
     if strategies == [baseline]:
         return [Verdict("only-baseline", f"Only the `{baseline}` arm was run: its learning curve is shown, but there "
                                          f"is no other strategy to compare it with; add one to `strategies:` "

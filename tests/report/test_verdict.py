@@ -76,7 +76,7 @@ def test_only_random_is_said_accurately():
 def test_no_random_arm():
     df = metrics({("mix", 0): RANDOM, ("entropy", 0): RANDOM})
     (v,), _ = _say(df)
-    assert v.kind == "no-baseline" and v.text.startswith("No `random` arm in this experiment (entropy, mix)")
+    assert v.kind == "no-baseline" and v.text.startswith("No `random` arm in this run (strategies: entropy, mix)")
 
 
 def test_no_shared_seed():
