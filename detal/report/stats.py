@@ -50,7 +50,8 @@ class LabelsSaved:
 
     `needed`/`baseline_needed` are the x at which the mean curves first reach the target (NaN: not
     reached); `saved = baseline_needed - needed` and `fraction = saved / baseline_needed`. The interval
-    is on the fraction, from per-seed curves; -inf at its low end means "not reached" on enough seeds.
+    is on the fraction, from bootstrap resamples of the seeds' curves; -inf at its low end means "not
+    reached" on enough resamples. `per_seed`: each seed's fraction from its own two curves.
     """
 
     target: float

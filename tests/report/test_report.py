@@ -77,7 +77,7 @@ def test_only_random_says_so(tmp_path):
 
 def test_several_run_folders(tmp_path):
     a = write_run(tmp_path / "a", metrics(gain_curves([0.05, 0.06, 0.04]), experiment="small"))
-    b = write_run(tmp_path / "b", metrics(gain_curves([0.01]), experiment="big data"))
+    b = write_run(tmp_path / "b", metrics(gain_curves([0.01]), experiment="big data"), classes=False, per_class=False)
     with pytest.raises(DetalError, match="2 run folders: say where the combined report goes with --out DIR"):
         write_report([a, b])
     out = write_report([a, b], out=tmp_path / "compare")
