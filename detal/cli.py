@@ -1,12 +1,15 @@
-"""The `detal` command. Parses arguments, loads the config, calls one function per subcommand.
+"""The `detal` command tree. Each handler loads the Config, calls one function, prints the outcome.
 
 Heavy modules (torch, ultralytics, label_studio_sdk) are imported inside the handlers so that
-`detal --help` stays fast. A DetalError becomes one line on stderr and exit code 2.
+`detal --help` stays fast. A DetalError (bad input, failing environment) becomes one line on stderr and
+exit code 2; tracebacks are kept for real bugs, and shown for everything only with --debug.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,13 +17,28 @@ from detal import __version__
 from detal.errors import DetalError
 
 EPILOG = "Docs: README.md. Every config key is described in configs/demo.yaml."
+REPO = Path(__file__).resolve().parents[1]
 
 
-def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("-c", "--config", required=required, metavar="YAML", help="experiment config, e.g. configs/demo.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set schedule.total_epochs=40 (repeatable)")
+def _config(args):
+    from detal.config import load_config
 
+    overrides = list(args.set)
+    seeds = getattr(args, "seeds", None)
+    if seeds:
+        overrides.append(f"seeds={_seeds(seeds)}")
+    return load_config(args.config, overrides)
+
+
+def _seeds(text: str) -> str:
+    """--seeds 3 means [0, 1, 2]; --seeds 0,4,7 is that list."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise DetalError(f"--seeds {text!r}: give a count (e.g. 3) or a comma-separated list (e.g. 0,1,2)")
+    return str(list(range(int(parts[0])))) if len(parts) == 1 else "[" + ",".join(parts) + "]"
+
+
+# ---------------------------------------------------------------- handlers
 
 def cmd_synth(args) -> int:
     from dataclasses import replace
@@ -30,9 +48,8 @@ def cmd_synth(args) -> int:
     if not 0 <= args.palette <= 1:
         raise DetalError(f"synth: --palette {args.palette} must be between 0 and 1")
     try:
-        knobs = replace(DEFAULT_KNOBS, palette_prob=args.palette)
         out = generate(Path(args.out), args.images, seed=args.seed, imgsz=args.imgsz, val_fraction=args.val_fraction,
-                       knobs=knobs)
+                       knobs=replace(DEFAULT_KNOBS, palette_prob=args.palette))
     except ValueError as exc:  # the generator validates its arguments; show it as a usage error
         raise DetalError(f"synth: {exc}") from None
     print(f"wrote {args.images} images; dataset: {out}")
@@ -40,93 +57,264 @@ def cmd_synth(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from detal.config import load_config
-    from detal.loop import run_experiment
+    from detal.simulate import run_experiment
 
-    cfg = load_config(args.config, args.set)
-    run_dir = run_experiment(cfg, quiet=args.quiet, overwrite=args.overwrite)
-    print(f"report: {run_dir / 'report.md'}")
+    run_dir = run_experiment(_config(args), quiet=args.quiet, overwrite=args.overwrite)
+    print(f"report: {run_dir / 'report.html'} (and report.md)")
     return 0
 
 
 def cmd_report(args) -> int:
     from detal.report import write_report
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "metrics.csv").exists():
-        raise DetalError(f"{run_dir}: no metrics.csv; give a run folder such as runs/demo")
-    print(f"report: {write_report(run_dir)}")
+    dirs = [Path(d) for d in args.run_dirs]
+    for d in dirs:
+        if not (d / "metrics.csv").exists():
+            raise DetalError(f"{d}: no metrics.csv; give a run folder such as runs/demo")
+    out = write_report(dirs if len(dirs) > 1 else dirs[0], Path(args.out) if args.out else None)
+    print(f"report: {out}")
     return 0
 
 
 def cmd_score(args) -> int:
-    from detal.config import load_config
     from detal.scoring import score_folder
 
-    cfg = load_config(args.config, args.set)
-    out = score_folder(cfg, Path(args.weights), Path(args.images), Path(args.out), quiet=args.quiet)
+    out = score_folder(_config(args), Path(args.weights), Path(args.images), Path(args.out), quiet=args.quiet)
     print(f"per-image scores: {out[0]}\nper-box audit: {out[1]}")
     return 0
 
 
+def cmd_check(args) -> int:
+    from detal.check import check_dataset
+    from detal.data import load_dataset
+
+    cfg = _config(args)
+    report = check_dataset(load_dataset(cfg.data))
+    print(report.summary())
+    return 2 if report.fatal else 0
+
+
+def cmd_ls_serve(args) -> int:
+    from detal.labelstudio import server
+
+    served = server.serve(home=Path(args.home), document_root=Path(args.document_root), port=args.port,
+                          username=args.username, api_key_env=args.api_key_env, password_env=args.password_env,
+                          venv=Path(args.venv) if args.venv else None, timeout=args.timeout,
+                          on_step=lambda msg: print(msg, flush=True))
+    info = served.info
+    if served.already_running:
+        print(f"Label Studio already running at {info.url} (pid {info.pid}, log {info.log_path})")
+        return 0
+    print(f"Label Studio running at {info.url} (pid {info.pid}); log {info.log_path}")
+    print(f"login: {args.username}; images served from {Path(args.document_root).resolve()}; "
+          "stop with `detal labelstudio stop`")
+    if info.port != server.DEFAULT_PORT:
+        print(f"port {server.DEFAULT_PORT} was busy: use --set labelstudio.url={info.url}")
+    if served.exports:
+        print("Generated credentials, shown ONCE; keep them (e.g. in your shell profile), never commit them:")
+        for line in served.exports:
+            print("  " + line)
+    else:
+        print(f"API token: from ${args.api_key_env}")
+    return 0
+
+
+def cmd_ls_stop(args) -> int:
+    from detal.labelstudio import server
+
+    data_dir = Path(args.home).expanduser().resolve() / "data"
+    print("stopped Label Studio" if server.stop(data_dir) else f"no Label Studio server recorded in {data_dir}")
+    return 0
+
+
+def _ls_session(args):
+    """Config, dataset, connection, project id and document root shared by push and pull."""
+    from detal.data import load_dataset
+    from detal.labelstudio import client as ls
+
+    cfg = _config(args)
+    ds = load_dataset(cfg.data)
+    lc = cfg.labelstudio
+    root = ls.document_root(cfg, ds.root)
+    conn = ls.connect(lc.url, os.environ.get(lc.api_key_env), timeout=lc.timeout, api_key_name=lc.api_key_env)
+    pid = ls.ensure_project(conn, ls.project_title(cfg), list(ds.names), document_root=root, image_root=ds.root)
+    return cfg, ds, conn, pid, root
+
+
+def cmd_ls_push(args) -> int:
+    from detal.labelstudio.sync import push_folder
+
+    cfg, ds, conn, pid, root = _ls_session(args)
+    res, version = push_folder(cfg, ds, conn, pid, root, weights=Path(args.weights), images=Path(args.images),
+                               round_idx=args.round, version=args.model_version)
+    print(f"project id {pid} at {conn.url}: {res.created} tasks created, {res.refreshed} refreshed, "
+          f"{res.unchanged} unchanged, {len(res.annotated)} already annotated, {len(res.failed)} unreadable; "
+          f"model_version {version}")
+    return 0
+
+
+def cmd_ls_pull(args) -> int:
+    from detal.labelstudio.sync import pull_labels
+
+    cfg, ds, conn, pid, root = _ls_session(args)
+    out = Path(args.out) if args.out else cfg.run_dir / "labels"
+    res, where = pull_labels(cfg, ds, conn, pid, root, out=out, into_dataset=args.into_dataset, dry_run=args.dry_run)
+    totals = res.effort_totals()
+    what = "would write" if args.dry_run else "wrote"
+    print(f"{what} {len(res.labels)} label files ({where}); {len(res.skipped)} tasks skipped by annotators "
+          "(not labelled)")
+    print("annotator effort: " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+    for p in res.skipped[:20]:
+        print(f"  skipped: {p}")
+    return 0
+
+
+# ---------------------------------------------------------------- the tree
+
+def _config_args(p: argparse.ArgumentParser, what: str = "experiment config, e.g. configs/demo.yaml") -> None:
+    p.add_argument("-c", "--config", required=True, metavar="YAML", help=what)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set schedule.total_epochs=40 (repeatable)")
+
+
+def _add(sub, name: str, func, help: str, description: str, **kw) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=description, epilog=EPILOG, **kw)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from detal.config import SynthConfig
+
+    synth = SynthConfig()  # the CLI's defaults are the config's
     parser = argparse.ArgumentParser(
         prog="detal", epilog=EPILOG,
         description="Active learning for object detection: YOLO pre-labels, uncertainty selection, Label Studio.")
     parser.add_argument("--version", action="version", version=f"detal {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("synth", help="generate the embedded synthetic YOLO dataset (shapes)", epilog=EPILOG,
-                       description="Generate a deterministic synthetic detection dataset in YOLO layout "
-                                   "(images/, labels/, data.yaml with train and val splits).")
+    p = _add(sub, "synth", cmd_synth, "generate the embedded synthetic YOLO dataset (shapes)",
+             "Generate a deterministic synthetic detection dataset in YOLO layout (images/, labels/, data.yaml "
+             "with train and val splits).")
     p.add_argument("--out", required=True, help="output folder, e.g. datasets/shapes")
-    p.add_argument("--images", type=int, default=1000, help="number of images, train + val (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default 0)")
-    p.add_argument("--imgsz", type=int, default=160, help="image side in pixels (default 160)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val (default 0.2)")
-    p.add_argument("--palette", type=float, default=0.8,
-                   help="share of objects coloured by their confusable pair's hue family, 0..1 (default 0.8)")
-    p.set_defaults(func=cmd_synth)
+    p.add_argument("--images", type=int, default=synth.images, help=f"number of images, train + val (default {synth.images})")
+    p.add_argument("--seed", type=int, default=synth.seed, help=f"random seed: same seed, same bytes (default {synth.seed})")
+    p.add_argument("--imgsz", type=int, default=synth.imgsz, help=f"image side in pixels (default {synth.imgsz})")
+    p.add_argument("--val-fraction", type=float, default=synth.val_fraction,
+                   help=f"share of images in val (default {synth.val_fraction})")
+    p.add_argument("--palette", type=float, default=synth.palette,
+                   help=f"share of objects coloured by their confusable pair's hue family, 0..1 (default {synth.palette})")
 
-    p = sub.add_parser("simulate", help="run an active-learning experiment (strategies x seeds) with an oracle annotator",
-                       epilog=EPILOG,
-                       description="Run every strategy of the config for every seed from the same seed set: train, "
-                                   "evaluate on the fixed val split, select, label, repeat. Resumes a killed run; "
-                                   "writes runs/<experiment>/metrics.csv, selections.csv, report.md.")
-    _add_config_args(p)
+    p = _add(sub, "simulate", cmd_simulate, "run an active-learning experiment (strategies x seeds) with a simulated annotator",
+             "Run every strategy of the config for every seed from the same seed set: train, evaluate on the fixed "
+             "val split, select, label, repeat. Resumes a killed run without redoing finished rounds; writes "
+             "runs/<experiment>/metrics.csv, selections.csv, per_class.csv, report.html and report.md.")
+    _config_args(p)
+    p.add_argument("--seeds", default=None, metavar="N|LIST",
+                   help="shorthand for --set seeds=...: a count (3 -> seeds 0,1,2) or a list (0,4,7)")
     p.add_argument("--overwrite", action="store_true", help="delete earlier results of this experiment and start over")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("report", help="(re)write the report of a run folder", epilog=EPILOG,
-                       description="Rewrite report.md and map_vs_labeled.png from runs/<experiment>/metrics.csv.")
-    p.add_argument("run_dir", help="run folder, e.g. runs/demo")
-    p.set_defaults(func=cmd_report)
+    p = _add(sub, "check", cmd_check, "check a config and its dataset before spending training time",
+             "Validate the config, data.yaml, every image header and every label file. Collects every problem, "
+             "prints counts per split and class and problems per kind; exits 2 when training would fail or "
+             "silently drop data. What detal does with each kind of bad input: docs/bad-input.md.")
+    _config_args(p)
 
-    p = sub.add_parser("score", help="score a folder of images with trained weights (uncertainty + audit table)",
-                       epilog=EPILOG,
-                       description="Predict every image with the full class vector of each box, compute the "
-                                   "configured uncertainty measure and reduction, and write per-image scores and a "
-                                   "per-box audit table.")
-    _add_config_args(p)
+    p = _add(sub, "report", cmd_report, "(re)write the comparison report of one or more run folders",
+             "Write report.html (self-contained), report.md and the figures from the tables of one or more run "
+             "folders (runs/<experiment>).")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s), e.g. runs/demo")
+    p.add_argument("--out", default=None, help="folder for the report (default: the run folder, when there is one)")
+
+    p = _add(sub, "score", cmd_score, "score a folder of images with trained weights (uncertainty + audit table)",
+             "Predict every image with the full class vector of each box, compute the configured uncertainty "
+             "measure and reduction, and write per-image scores and a per-box audit table.")
+    _config_args(p)
     p.add_argument("--weights", required=True, help="trained weights (.pt)")
     p.add_argument("--images", required=True, help="image folder (searched recursively) or .txt list")
     p.add_argument("--out", required=True, help="per-image CSV to write; the audit goes next to it as <name>_boxes.csv")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=cmd_score)
 
-    from detal.labelstudio_cli import register  # light: label_studio_sdk is imported inside its handlers
-
-    register(sub)
+    _labelstudio_tree(sub)
     return parser
+
+
+def _labelstudio_tree(sub) -> None:
+    from detal.labelstudio import server
+
+    p = sub.add_parser("labelstudio", help="run a local Label Studio server; push pre-labels, pull annotations",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+                           "Run a local Label Studio and move pre-labels and annotations.\n\n"
+                           "The API token comes from the environment variable named by labelstudio.api_key_env "
+                           "(default LABEL_STUDIO_API_KEY), never from a file. On the first `serve` of a fresh data "
+                           "dir with the variable unset, a token and a password are generated and printed ONCE as "
+                           "`export` lines. The project is titled <labelstudio.project>-<experiment>."))
+    ls_sub = p.add_subparsers(dest="ls_command", metavar="ACTION", required=True)
+
+    def home(q):
+        q.add_argument("--home", default=str(REPO / ".labelstudio"),
+                       help="folder holding the server venv, data dir and logs (default: <repo>/.labelstudio)")
+
+    q = _add(ls_sub, "serve", cmd_ls_serve, "install (own venv) and start a local server in the background",
+             "Install label-studio into its own venv (first time 2-3 min), start it on 127.0.0.1 with a data dir "
+             "under --home, and return once it is healthy. A running server is reported, not restarted.")
+    home(q)
+    q.add_argument("--document-root", default=str(REPO / "datasets"),
+                   help="folder the server may serve images from; must contain the dataset (default: <repo>/datasets)")
+    q.add_argument("--port", type=int, default=0, help=f"port; default {server.DEFAULT_PORT} when free, else any free port")
+    q.add_argument("--username", default=server.DEFAULT_USER,
+                   help=f"login email of the server user (default {server.DEFAULT_USER})")
+    q.add_argument("--api-key-env", default="LABEL_STUDIO_API_KEY",
+                   help="environment variable holding the API token; generated and printed once if unset on first start")
+    q.add_argument("--password-env", default="LABEL_STUDIO_UI_PASSWORD",
+                   help="environment variable holding the UI password; generated and printed once if unset on first start")
+    q.add_argument("--venv", default=None, help="Label Studio venv (default: <home>/venv)")
+    q.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for the server to become healthy")
+
+    q = _add(ls_sub, "stop", cmd_ls_stop, "stop the server started by `serve`", "Stop the server started by `serve`.")
+    home(q)
+
+    q = _add(ls_sub, "push", cmd_ls_push, "predict images and push them as tasks with pre-labels",
+             "Predict --images with --weights in one pass, score their uncertainty (config scoring:), and import "
+             "them as tasks with one prediction each (boxes >= prelabel.conf) into the project.")
+    _config_args(q, "config with data: and labelstudio:")
+    q.add_argument("--weights", required=True, help="trained weights (.pt) producing the pre-labels")
+    q.add_argument("--images", required=True, help="image folder or .txt list to push (inside the dataset)")
+    q.add_argument("--round", type=int, default=1, help="round number stored in each task (default 1)")
+    q.add_argument("--model-version", default=None,
+                   help="model_version of the predictions (default: weights name plus a content hash)")
+
+    q = _add(ls_sub, "pull", cmd_ls_pull, "write finished annotations as YOLO label files",
+             "Fetch annotated tasks (latest non-cancelled annotation each) and write them as YOLO labels: by default "
+             "into a run-owned label tree (<output_dir>/<experiment>/labels), never over your dataset's own files. "
+             "Reports skipped tasks and annotator effort.")
+    _config_args(q, "config with data: and labelstudio:")
+    q.add_argument("--out", default=None, help="label tree to write (default: <output_dir>/<experiment>/labels)")
+    q.add_argument("--into-dataset", action="store_true",
+                   help="write next to the images instead; a different existing label file is kept as <name>.txt.orig")
+    q.add_argument("--dry-run", action="store_true", help="report only; write no label files")
+
+
+class _OneLine(logging.Formatter):
+    """`detal: warning: <message>`: the same shape as detal's error lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"detal: {record.levelname.lower()}: {record.getMessage()}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLine())
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler], force=True)
     try:
         return int(args.func(args) or 0)
     except DetalError as exc:
+        if args.debug:
+            raise
         print(f"detal: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

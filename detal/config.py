@@ -3,6 +3,10 @@
 Unknown keys and bad values become a ConfigError with one line that names the file, the key path and
 the fix (with the near miss for a typo). Relative paths resolve against the current directory, like
 every other command-line path (run detal from the project root).
+
+This is the ONLY place defaults live (like Ultralytics' cfg/default.yaml): functions deeper down take
+their values from a Config and have no defaults of their own for the same settings. Registries (measures,
+reductions, strategies) are imported inside the validators: they import this module for their parameters.
 """
 
 from __future__ import annotations
@@ -15,9 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detal.errors import ConfigError
 from detal.registry import lookup, near_miss
-from detal.selection import STRATEGIES
-from detal.uncertainty import MEASURES, REDUCTIONS
-
 
 
 class _Model(BaseModel):
@@ -62,6 +63,10 @@ class ScheduleConfig(_Model):
     def _epochs(self) -> "ScheduleConfig":
         if self.total_epochs < self.epochs_per_round:
             raise ValueError(f"total_epochs ({self.total_epochs}) must be >= epochs_per_round ({self.epochs_per_round})")
+        if self.total_epochs % self.epochs_per_round:
+            lo = self.total_epochs - self.total_epochs % self.epochs_per_round
+            raise ValueError(f"total_epochs ({self.total_epochs}) is not a multiple of epochs_per_round "
+                             f"({self.epochs_per_round}); use {lo} or {lo + self.epochs_per_round}")
         return self
 
     @property
@@ -90,12 +95,16 @@ class ScoringConfig(_Model):
     @field_validator("measure")
     @classmethod
     def _measure(cls, v: str) -> str:
+        from detal.acquisition.uncertainty import MEASURES
+
         lookup(MEASURES, v, "measure")
         return v
 
     @field_validator("reduction")
     @classmethod
     def _reduction(cls, v: str) -> str:
+        from detal.acquisition.uncertainty import REDUCTIONS
+
         lookup(REDUCTIONS, v, "reduction")
         return v
 
@@ -107,7 +116,7 @@ class PrelabelConfig(_Model):
 class LabelStudioConfig(_Model):
     url: str = "http://127.0.0.1:8080"
     api_key_env: str = "LABEL_STUDIO_API_KEY"
-    project: str = "detal"
+    project: str = Field("detal", min_length=1)  # title prefix: the project is "<project>-<experiment>"
     batch_size: int = Field(1000, ge=1)
     timeout: float = Field(120.0, gt=0)
     document_root: Path | None = None
@@ -135,6 +144,8 @@ class Config(_Model):
             raise ValueError("list at least one strategy, e.g. [random, mix]")
         if len(set(v)) != len(v):
             raise ValueError("each strategy may appear once")
+        from detal.acquisition.selection import STRATEGIES
+
         for s in v:
             lookup(STRATEGIES, s, "strategy")
         return v
@@ -185,9 +196,19 @@ def parse_config(raw: Any, source: str = "<config>") -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of keys (see configs/demo.yaml)")
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc.errors()[0], source)) from None
+    if cfg.model.train_args:
+        # against Ultralytics' own argument list and value checks, now rather than when round 1 trains
+        from detal.detector.train import check_train_overrides
+
+        try:
+            checked = check_train_overrides(dict(cfg.model.train_args), "model.train_args")
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"train_args": checked})})
+    return cfg
 
 
 def _set_override(raw: dict, item: str) -> None:
@@ -210,7 +231,12 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found; try configs/demo.yaml")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(p.read_text(encoding="utf-8-sig")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                          "save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config ({exc.strerror or exc}); check its permissions") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

@@ -1,4 +1,5 @@
-"""From predictions to uncertainty scores and the audit tables: shared by the experiment loop and `detal score`.
+"""From predictions to uncertainty scores, pre-labels and audit tables: shared by the round, `detal score`
+and `detal labelstudio push`.
 
 Per image: the configured reduction of the per-box measure; unreadable images get -1 (every score is >= 0,
 so they rank last and are recorded instead of crashing the run). Per box (audit): class, confidence, the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -21,17 +23,68 @@ from detal.types import Prediction
 UNREADABLE_SCORE = -1.0
 
 
-def make_scorer(cfg: Config, weights: Path, *, device: str, conf: float, features: bool = False, backend=None):
-    """A Scorer with the config's image size, batch, NMS IoU and decode threads (backend: detal.detector or a fake)."""
+def make_scorer(cfg: Config, weights: Path, *, device: str, features: bool = False, backend=None):
+    """A Scorer with the config's image size, batch, NMS IoU and decode threads (backend: detal.detector or a fake).
+
+    Its threshold is the lower of the scoring and pre-label thresholds: one model pass serves both (NMS
+    only lets a box suppress lower-scored ones, so the boxes above either threshold are the same as in a
+    pass at that threshold).
+    """
     if backend is None:
         from detal import detector as backend
     sc = cfg.scoring
-    return backend.Scorer(weights, imgsz=cfg.model.imgsz, device=device, batch=sc.batch, conf=conf, iou=sc.iou,
-                          workers=sc.workers, features=features)
+    return backend.Scorer(weights, imgsz=cfg.model.imgsz, device=device, batch=sc.batch,
+                          conf=min(sc.conf, cfg.prelabel.conf), iou=sc.iou, workers=sc.workers, features=features)
+
+
+def prelabels(pred: Prediction, conf: float) -> Prediction:
+    """The boxes shown to annotators: those at or above the pre-label threshold."""
+    keep = pred.conf >= conf
+    return replace(pred, boxes=pred.boxes[keep], conf=pred.conf[keep], cls=pred.cls[keep], probs=pred.probs[keep])
+
+
+class ScoringPass:
+    """The callback a strategy calls with the pool ids it wants scored: only those images see the model.
+
+    Keeps every prediction it made (the selected ones become pre-labels without a second pass), how many
+    images it scored, and the audit rows when `audit` is on.
+    """
+
+    def __init__(self, scorer, images: Sequence[Path], sc: ScoringConfig, names: Sequence[str], audit: bool = False):
+        self.scorer, self.images, self.sc, self.names = scorer, images, sc, names
+        self.predictions: dict[int, Prediction] = {}
+        self.audit_images: list[dict] | None = [] if audit else None
+        self.audit_boxes: list[dict] | None = [] if audit else None
+
+    @property
+    def n_scored(self) -> int:
+        return len(self.predictions)
+
+    def predict(self, ids: Sequence[int]) -> list[Prediction]:
+        """Predictions for pool ids, running the model only on those not predicted yet."""
+        todo = [int(i) for i in ids if int(i) not in self.predictions]
+        for i, p in zip(todo, self.scorer.iter_predictions([self.images[i] for i in todo])):
+            self.predictions[i] = p
+        return [self.predictions[int(i)] for i in ids]
+
+    def __call__(self, ids: np.ndarray):
+        from detal.acquisition.selection import Scored
+
+        preds = self.predict(ids)
+        scores = image_scores_for(preds, self.sc)
+        feats = None
+        dims = {p.feature.shape for p in preds if p.feature is not None}
+        if dims:  # an unreadable image gets a zero feature row (normalises to zero: never "far" from anything)
+            zero = np.zeros(dims.pop(), np.float32)
+            feats = np.stack([zero if p.feature is None else p.feature for p in preds])
+        if self.audit_images is not None:
+            self.audit_images.extend(image_rows(preds, scores))
+            self.audit_boxes.extend(box_rows(preds, self.sc, self.names))
+        return Scored(scores=scores, features=feats, classes=[p.cls[p.conf >= self.sc.conf] for p in preds])
 
 
 def image_scores_for(preds: Sequence[Prediction], sc: ScoringConfig) -> np.ndarray:
-    from detal.uncertainty import image_scores
+    from detal.acquisition.uncertainty import image_scores
 
     scores = image_scores([p.probs for p in preds], measure=sc.measure, reduction=sc.reduction,
                           score_conf=sc.conf, empty=sc.empty, topk=sc.topk)
@@ -45,7 +98,7 @@ def image_rows(preds: Sequence[Prediction], scores: np.ndarray) -> list[dict]:
 
 
 def box_rows(preds: Sequence[Prediction], sc: ScoringConfig, names: Sequence[str]) -> list[dict]:
-    from detal.uncertainty import box_scores
+    from detal.acquisition.uncertainty import box_scores
 
     rows = []
     for p in preds:
@@ -53,6 +106,8 @@ def box_rows(preds: Sequence[Prediction], sc: ScoringConfig, names: Sequence[str
             continue
         measure = box_scores(p.probs, sc.measure)
         for b in range(len(p.cls)):
+            if p.conf[b] < sc.conf:  # below the scoring threshold (kept only for pre-labels)
+                continue
             row = {"image": str(p.path), "box": b, "class": names[int(p.cls[b])], "confidence": float(p.conf[b]),
                    "x1": float(p.boxes[b, 0]), "y1": float(p.boxes[b, 1]), "x2": float(p.boxes[b, 2]),
                    "y2": float(p.boxes[b, 3]), sc.measure: float(measure[b])}
@@ -73,7 +128,7 @@ def score_folder(cfg: Config, weights: Path, images: Path, out: Path, quiet: boo
     if not paths:
         raise DetalError(f"--images {images}: no images found (looked for .jpg, .png, ...)")
     sc = cfg.scoring
-    scorer = make_scorer(cfg, weights, device=detector.resolve_device(cfg.model.device), conf=sc.conf)
+    scorer = make_scorer(cfg, weights, device=detector.resolve_device(cfg.model.device))
     img_rows: list[dict] = []
     boxes: list[dict] = []
     chunk: list[Prediction] = []

@@ -1,63 +1,115 @@
-"""Labelling state: one integer per pool image, the round it was labelled in (0 = unlabelled).
+"""The labelling state of one arm (experiment) or project: who is labelled, since which round, and the RNG.
 
-baal's `labelled_map` idea: the labelled set, the pool and the history all derive from one array.
-Round 1 is the random seed set; an image selected after round r is labelled in round r + 1.
+baal's `labelled_map` idea, keyed by image (the path relative to the dataset root), not by position in
+a sorted list: images added to or removed from the pool between runs cannot swap places with labelled
+ones. The labelled set, the pool and the history all derive from these maps. Round 1 is the random seed
+set; an image selected after round r is labelled in round r + 1.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from detal.data import atomic_write_text
 from detal.errors import DataError
 
+STATE_VERSION = 2
 
-class LabelState:
-    def __init__(self, n: int, labelled_map: np.ndarray | None = None):
-        self.map = np.zeros(n, dtype=np.int64) if labelled_map is None else np.asarray(labelled_map, dtype=np.int64)
-        if self.map.shape != (n,):
-            raise ValueError(f"labelled_map has shape {self.map.shape}, expected ({n},)")
 
-    @property
-    def labelled(self) -> np.ndarray:
-        return np.flatnonzero(self.map > 0)
+@dataclass
+class ArmState:
+    labelled: dict[str, int] = field(default_factory=dict)  # image key -> round it joined the labelled set
+    pending: dict[str, int] = field(default_factory=dict)  # requested, not yet labelled: key -> round it will join
+    skipped: dict[str, int] = field(default_factory=dict)  # the annotator skipped it: never labelled, never re-selected
+    boxes: dict[str, list[int]] = field(default_factory=dict)  # labelled key -> boxes per class of its labels
+    round_done: int = 0  # last round whose training, evaluation and selection finished
+    epochs_trained: int = 0
+    weights: str | None = None  # the model of round_done (warm start, pre-labels)
+    rng_state: dict | None = None  # numpy bit-generator state after round_done's selection
+    finished: bool = False
 
-    @property
-    def unlabelled(self) -> np.ndarray:
-        return np.flatnonzero(self.map == 0)
+    # ------------------------------------------------------------ derived views
+    def taken(self) -> set[str]:
+        """Keys that are not in the pool: labelled, waiting for an annotator, or skipped."""
+        return set(self.labelled) | set(self.pending) | set(self.skipped)
 
-    @property
-    def last_round(self) -> int:
-        return int(self.map.max(initial=0))
+    def pool(self, keys: Iterable[str]) -> list[str]:
+        taken = self.taken()
+        return [k for k in keys if k not in taken]
 
-    def labelled_in(self, round_idx: int) -> np.ndarray:
-        return np.flatnonzero(self.map == round_idx)
+    def labelled_keys(self, keys: Iterable[str]) -> list[str]:
+        """The labelled keys among `keys` (the images present now), in their order."""
+        return [k for k in keys if k in self.labelled]
 
-    def mark(self, ids: np.ndarray, round_idx: int) -> None:
-        ids = np.asarray(ids, dtype=np.int64)
+    def class_counts(self, keys: Iterable[str], nc: int) -> np.ndarray:
+        counts = np.zeros(nc, dtype=np.int64)
+        for k in keys:
+            counts += np.asarray(self.boxes.get(k, [0] * nc), dtype=np.int64)
+        return counts
+
+    # ------------------------------------------------------------ transitions
+    def request(self, keys: Iterable[str], round_idx: int) -> None:
+        keys = list(keys)
         if round_idx < 1:
-            raise ValueError("rounds start at 1 (0 means unlabelled)")
-        if np.unique(ids).size != ids.size:
+            raise ValueError("rounds start at 1")
+        if len(set(keys)) != len(keys):
             raise ValueError("the same image was selected twice in one batch; a strategy must return unique ids")
-        already = ids[self.map[ids] > 0]
-        if already.size:
-            raise ValueError(f"images {already[:5].tolist()} are already labelled; a strategy must pick from the pool")
-        self.map[ids] = round_idx
+        already = [k for k in keys if k in self.taken()]
+        if already:
+            raise ValueError(f"images {already[:5]} are not in the pool; a strategy must pick from the pool")
+        self.pending.update(dict.fromkeys(keys, round_idx))
 
+    def label(self, key: str, class_counts: np.ndarray) -> int:
+        """A pending image came back labelled: it joins the labelled set in the round it was requested for."""
+        round_idx = self.pending.pop(key)
+        self.labelled[key] = round_idx
+        self.boxes[key] = [int(c) for c in class_counts]
+        return round_idx
+
+    def skip(self, key: str) -> None:
+        self.skipped[key] = self.pending.pop(key)
+
+    # ------------------------------------------------------------ one serialisation
     def to_json(self) -> dict:
-        return {"labelled_map": self.map.tolist()}
-
-    def save(self, path: Path, extra: dict | None = None) -> None:
-        atomic_write_text(path, json.dumps({**(extra or {}), **self.to_json()}))
+        return {"version": STATE_VERSION, **asdict(self)}
 
     @classmethod
-    def load(cls, path: Path) -> tuple["LabelState", dict]:
+    def from_json(cls, doc: dict, source: str = "<state>") -> "ArmState":
+        if not isinstance(doc, dict):
+            raise DataError(f"{source}: labelling state is not a JSON object; delete the run folder's "
+                            "seed*/<strategy> folder (or run with --overwrite) to start over")
+        if doc.get("version") != STATE_VERSION:
+            raise DataError(f"{source}: labelling state of another detal version ({doc.get('version', 1)}); "
+                            "rerun with --overwrite to start this experiment over")
+        known = set(cls.__dataclass_fields__)
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            m = np.asarray(doc.pop("labelled_map"), dtype=np.int64)
-        except (OSError, ValueError, KeyError) as exc:
-            raise DataError(f"{path}: unreadable labelling state ({exc}); delete it to start over") from None
-        return cls(len(m), m), doc
+            st = cls(**{k: v for k, v in doc.items() if k in known})
+            for name in ("labelled", "pending", "skipped"):
+                d = getattr(st, name)
+                if not isinstance(d, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in d.items()):
+                    raise TypeError(f"'{name}' must map image keys to round numbers")
+            if not isinstance(st.boxes, dict) or set(st.boxes) != set(st.labelled):
+                raise TypeError("'boxes' must hold the class counts of exactly the labelled images")
+            if set(st.labelled) & set(st.pending):
+                raise TypeError("an image is both labelled and pending")
+        except TypeError as exc:
+            raise DataError(f"{source}: damaged labelling state ({exc}); rerun with --overwrite to start over") from None
+        return st
+
+    def save(self, path: Path) -> None:
+        """Atomic (temp file + rename): a crash leaves the previous state, never half of one."""
+        atomic_write_text(Path(path), json.dumps(self.to_json()))
+
+    @classmethod
+    def load(cls, path: Path) -> "ArmState":
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise DataError(f"{path}: unreadable labelling state ({type(exc).__name__}); "
+                            "rerun with --overwrite to start over") from None
+        return cls.from_json(doc, str(path))

@@ -45,10 +45,14 @@ import numpy as np
 import yaml
 
 from detal.data import atomic_write_text, format_labels
+from detal.config import SynthConfig
 from detal.errors import DataError
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "ellipse", "square", "rectangle", "triangle", "diamond")
 CLASS_PROBS: tuple[float, ...] = (0.30, 0.12, 0.22, 0.14, 0.17, 0.05)
+
+
+_SYNTH = SynthConfig()  # the defaults live in the config; the generator's signature reuses them
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class Knobs:
     noise_sigma_max: float = 8.0
     blur_prob: float = 0.2
     min_contrast: float = 80.0  # Euclidean BGR distance between an object and the background under it
-    palette_prob: float = 0.8  # chance an object takes its PAIR's hue family (pairs stay confusable)
+    palette_prob: float = _SYNTH.palette  # chance an object takes its PAIR's hue family (pairs stay confusable)
 
 
 DEFAULT_KNOBS = Knobs()
@@ -191,7 +195,7 @@ def _contrasting_colour(rng: np.random.Generator, under: np.ndarray, min_contras
     return np.where(mean > 127, 0.0, 255.0)
 
 
-def render(rng: np.random.Generator, imgsz: int = 160, knobs: Knobs = DEFAULT_KNOBS) -> tuple[np.ndarray, np.ndarray]:
+def render(rng: np.random.Generator, imgsz: int, knobs: Knobs = DEFAULT_KNOBS) -> tuple[np.ndarray, np.ndarray]:
     """One image (uint8 BGR, imgsz x imgsz) and its labels (n, 5): class, cx, cy, w, h normalised."""
     import cv2
 
@@ -282,7 +286,8 @@ def _validate(n_images: int, seed: int, imgsz: int, val_fraction: float) -> None
         raise ValueError(f"val_fraction={val_fraction!r}: need a number strictly between 0 and 1, e.g. 0.2")
 
 
-def generate(out_dir: Path, n_images: int, seed: int = 0, imgsz: int = 160, val_fraction: float = 0.2,
+def generate(out_dir: Path, n_images: int = _SYNTH.images, seed: int = _SYNTH.seed, imgsz: int = _SYNTH.imgsz,
+             val_fraction: float = _SYNTH.val_fraction,
              progress: Callable[[int, int], None] | None = None, *, overwrite: bool = False,
              knobs: Knobs = DEFAULT_KNOBS) -> Path:
     """Write a YOLO dataset: images/{train,val}/NNNNN.png, labels/{train,val}/NNNNN.txt, data.yaml.

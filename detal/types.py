@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 # Effort counts an annotator reports per round: pre-labels accepted as is, corrected, deleted, boxes added,
 # tasks skipped. The one definition: formats, annotators, metrics and reports import it from here.
-EFFORT_KEYS = ("accepted", "corrected", "deleted", "added", "skipped")
+BOX_EFFORT_KEYS = ("accepted", "corrected", "deleted", "added")
+EFFORT_KEYS = (*BOX_EFFORT_KEYS, "skipped")
 
 # The run folder's tidy tables (one row per record), written by the drivers and read by the report.
 METRIC_COLUMNS = (
@@ -44,7 +45,6 @@ class Prediction:
     probs: np.ndarray  # (n, nc) float32 per-class scores (sigmoids)
     feature: np.ndarray | None = None  # (d,) float32
     error: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

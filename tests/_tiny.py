@@ -75,6 +75,6 @@ def tiny_trained(root: Path, epochs: int = 2, imgsz: int = 64, seed: int = 0) ->
     root = Path(root).resolve()
     if root not in _CACHE:
         data = make_tiny_dataset(root / "data")
-        res = train("yolov8n.yaml", data.data_yaml, epochs, root / "run", imgsz=imgsz, batch=8, seed=seed)
+        res = train("yolov8n.yaml", data.data_yaml, epochs, root / "run", imgsz=imgsz, batch=8, seed=seed, device="cpu")
         _CACHE[root] = TinyModel(data, res.weights)
     return _CACHE[root]

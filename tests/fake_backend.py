@@ -1,4 +1,4 @@
-"""A fake detector backend with the interface of detal.detector, for fast unit tests of the loop.
+"""A fake detector backend (detal.detector.Backend), for fast unit tests of the round and the drivers.
 
 It trains nothing: weights are a JSON file recording the labelled images, mAP grows with the labelled
 count, and predictions are derived from a hash of (weights, image) so they are deterministic. The real
@@ -49,8 +49,11 @@ def train(model, data_yaml, epochs, out_dir, **kw):
 
 
 def evaluate(weights, data_yaml, **kw):
+    from detal.detector.train import EvalResult
+
     n = json.loads(Path(weights).read_text())["n"]
-    return {"map50_95": n / (n + 50), "map50": n / (n + 25)}
+    per_class = tuple((c, 10, n / (n + 50 + 10 * c), n / (n + 25 + 10 * c)) for c in range(NC))
+    return EvalResult(n / (n + 50), n / (n + 25), per_class)
 
 
 class Scorer:
@@ -70,3 +73,15 @@ class Scorer:
             yield Prediction(Path(p), 160, 160, boxes, probs.max(1) if n else np.zeros(0, np.float32),
                              probs.argmax(1) if n else np.zeros(0, np.int64), probs,
                              rng.random(8).astype(np.float32) if self.features else None)
+
+    def predict(self, images):
+        return list(self.iter_predictions(images))
+
+    def close(self):
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

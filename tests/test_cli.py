@@ -8,21 +8,29 @@ import pytest
 from detal.cli import build_parser, main
 
 
-def _subcommands():
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    return sub.choices
+def _commands(parser=None, prefix=""):
+    """Every (sub)command parser of the tree, labelstudio's actions included, as ('labelstudio pull', parser)."""
+    parser = parser or build_parser()
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, p in action.choices.items():
+                yield f"{prefix}{name}", p, helps.get(name)
+                yield from _commands(p, f"{prefix}{name} ")
 
 
 def test_every_command_and_option_has_help(capsys):
-    for name, p in _subcommands().items():
-        assert p.description or p.format_usage(), name
+    cmds = list(_commands())
+    assert {"synth", "simulate", "check", "report", "score", "labelstudio serve", "labelstudio pull"} <= {c for c, *_ in cmds}
+    for name, p, summary in cmds:
+        assert summary and len(summary) > 10, f"detal {name} has no one-line help in `detal --help`"
+        assert p.description and len(p.description) > 20, f"detal {name} has no description"
         for action in p._actions:
             if action.dest != "help" and action.option_strings:
                 assert action.help, f"detal {name} {action.option_strings[0]} has no help text"
 
 
-@pytest.mark.parametrize("cmd", ["synth", "simulate", "report", "score"])
+@pytest.mark.parametrize("cmd", ["synth", "simulate", "check", "report", "score", "labelstudio"])
 def test_command_help_exits_zero(cmd, capsys):
     with pytest.raises(SystemExit) as exc:
         main([cmd, "--help"])
@@ -61,3 +69,20 @@ def test_synth_command(tmp_path, capsys):
 def test_report_needs_a_run_folder(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no metrics.csv" in capsys.readouterr().err
+
+
+def test_seeds_shorthand(tmp_path):
+    from detal.cli import _seeds
+
+    assert _seeds("3") == "[0, 1, 2]" and _seeds("0,4,7") == "[0,4,7]"
+    with pytest.raises(Exception, match="--seeds"):
+        _seeds("three")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: d.yaml\nschedulee: {}\n")
+    from detal.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        main(["--debug", "simulate", "-c", str(cfg)])

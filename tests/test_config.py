@@ -33,6 +33,11 @@ def test_every_key_has_a_type_comment(path):
     ({"data": "d.yaml", "scoring": {"reduction": "avg"}}, r"scoring\.reduction: unknown reduction 'avg'"),
     ({"data": "d.yaml", "schedule": {"seed_fraction": 1.5}}, r"schedule\.seed_fraction: .*less than or equal to 1"),
     ({"data": "d.yaml", "schedule": {"epochs_per_round": 20, "total_epochs": 10}}, r"total_epochs \(10\) must be >= epochs_per_round"),
+    ({"data": "d.yaml", "schedule": {"epochs_per_round": 10, "total_epochs": 45}},
+     r"schedule: .*total_epochs \(45\) is not a multiple of epochs_per_round \(10\); use 40 or 50"),
+    ({"data": "d.yaml", "model": {"train_args": {"lr00": 0.1}}}, r"model\.train_args\.lr00: not an Ultralytics train setting; did you mean 'lr0'\?"),
+    ({"data": "d.yaml", "model": {"train_args": {"epochs": 3}}}, r"model\.train_args\.epochs: set by detal"),
+    ({"data": "d.yaml", "model": {"train_args": {"mosaic": "lots"}}}, r"model\.train_args\.mosaic: "),
     ({"data": "d.yaml", "model": {"arch": "yolov8n"}}, r"model\.arch: .*architecture \.yaml"),
     ({"data": "d.yaml", "seeds": [1, 1]}, r"seeds: .*distinct"),
     ({}, r"data: required key is missing"),
@@ -61,3 +66,33 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "none.yaml")
+
+
+def test_valid_train_args_pass_at_load():
+    cfg = parse_config({"data": "d.yaml", "model": {"train_args": {"lr0": 1, "warmup_epochs": 0, "optimizer": "AdamW"}}})
+    assert cfg.model.train_args == {"lr0": 1, "warmup_epochs": 0, "optimizer": "AdamW"}
+
+
+def test_non_utf8_config_is_one_line(tmp_path):
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes("experiment: caf\xe9\ndata: d.yaml\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8 text \(byte 0xe9 at offset 15\); save the file as UTF-8"):
+        load_config(p)
+    p.write_bytes(b"\xef\xbb\xbfdata: d.yaml\n")  # a UTF-8 BOM is fine
+    assert load_config(p).data == Path("d.yaml")
+
+
+def test_defaults_live_in_the_config_only():
+    """The synthetic generator and the CLI take their defaults from SynthConfig."""
+    import inspect
+
+    from detal.cli import build_parser
+    from detal.config import SynthConfig
+    from detal.synthetic import DEFAULT_KNOBS, generate
+
+    sy = SynthConfig()
+    sig = inspect.signature(generate).parameters
+    assert (sig["n_images"].default, sig["imgsz"].default, sig["val_fraction"].default) == (sy.images, sy.imgsz, sy.val_fraction)
+    assert DEFAULT_KNOBS.palette_prob == sy.palette
+    args = build_parser().parse_args(["synth", "--out", "x"])
+    assert (args.images, args.imgsz, args.palette, args.val_fraction) == (sy.images, sy.imgsz, sy.palette, sy.val_fraction)

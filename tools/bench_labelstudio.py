@@ -1,7 +1,7 @@
 """Benchmark: push pre-labels to a real Label Studio server, detal's bulk import vs a naive per-task loop.
 
 Starts its own server (the project's `.labelstudio/venv`, a temporary data dir, a free port), pushes
-N tasks with 5 boxes each through `detal.labelstudio.push`, then creates a sample of tasks the naive
+N tasks with 5 boxes each through `detal.labelstudio.client.push`, then creates a sample of tasks the naive
 way (one task request, then one prediction request, per image) and extrapolates it to N.
 Last line: `tasks_per_s=<x> speedup_vs_per_task=<y>` (targets: >= 500 tasks/s, >= 20x).
 
@@ -23,8 +23,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from detal import labelstudio as ls  # noqa: E402
-from detal import labelstudio_server as server  # noqa: E402
+from detal.labelstudio import client as ls  # noqa: E402
+from detal.labelstudio.format import prediction_regions  # noqa: E402
+from detal.labelstudio import server  # noqa: E402
 from detal.types import Prediction  # noqa: E402
 
 NAMES = ["a", "b", "c"]
@@ -52,7 +53,7 @@ def naive(conn: ls.Connection, pid: int, preds: list[Prediction], root: Path) ->
     for p in preds:
         key = ls.image_key(p.path, root)
         task = client.tasks.create(project=pid, data={"image": ls.image_url(key), "path": key})
-        regions = ls.prediction_regions(p.boxes, p.cls, p.conf, W, H, NAMES)
+        regions = prediction_regions(p.boxes, p.cls, p.conf, W, H, NAMES)
         client.predictions.create(task=task.id, result=regions, model_version="bench", score=float(p.conf.mean()))
     return time.perf_counter() - t0
 

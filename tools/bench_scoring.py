@@ -72,7 +72,7 @@ def random_init_weights(path: Path) -> Path:
 
 def run_scorer(scorer, paths, measure: str = "entropy", reduction: str = "sum") -> tuple[int, int]:
     """The full scoring path the loop runs: predictions -> per-image scores (kept), predictions dropped."""
-    from detal.uncertainty import image_scores
+    from detal.acquisition.uncertainty import image_scores
 
     n_img = n_box = 0
     chunk = []
@@ -218,7 +218,7 @@ def scale(args) -> None:
                 base = mem.rss()
                 t = time.perf_counter()
                 scores, feats, n_box = [], [], 0
-                from detal.uncertainty import image_scores
+                from detal.acquisition.uncertainty import image_scores
 
                 chunk = []
                 for p in scorer.iter_predictions(paths[:n]):

@@ -17,8 +17,9 @@ import time
 
 import numpy as np
 
-from detal.selection import STRATEGIES, Scored, SelectionParams, k_center_greedy, select
-from detal.uncertainty import REDUCTIONS, box_scores, image_scores
+from detal.acquisition.selection import STRATEGIES, Scored, k_center_greedy, select
+from detal.config import SelectionConfig
+from detal.acquisition.uncertainty import REDUCTIONS, box_scores, image_scores
 
 
 def best_of(fn, repeat=3) -> float:
@@ -82,9 +83,9 @@ def main() -> None:
     pool = np.arange(a.images)
     counts = rng.integers(0, 1000, a.classes)
     for cb in (0.0, 1.0):
-        params = SelectionParams(class_balance=cb, labelled_class_counts=counts)
+        params = SelectionConfig(class_balance=cb)
         for name in STRATEGIES:
-            t = best_of(lambda: select(name, pool, k, np.random.default_rng(a.seed), score_fn, params), repeat=1)
+            t = best_of(lambda: select(name, pool, k, np.random.default_rng(a.seed), score_fn, params, counts), repeat=1)
             print(f"select {name:8s} pool {a.images} budget {k} class_balance {cb}: {t * 1e3:8.1f} ms")
     print(f"image_scores_vs_naive={t_naive / t_vec:.2f} kcenter_vs_naive={t_kc_naive / t_kc:.2f}")
 

@@ -12,8 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from detal import labelstudio as ls
+from detal.labelstudio import client as ls
 from detal.types import Prediction
+
+from tests.labelstudio.helpers import NAMES
 
 pytestmark = pytest.mark.labelstudio
 CHROMIUM = "/usr/bin/chromium"

@@ -8,26 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detal import labelstudio as ls
+from detal.labelstudio import client as ls
+from detal.labelstudio import format as fmt
 from detal.errors import LabelStudioError
 from detal.types import Prediction
 
-from .conftest import make_images
+
+from tests.labelstudio.helpers import NAMES, make_images, pred_of
 
 pytestmark = pytest.mark.labelstudio
-NAMES = ["red", "green", "blue"]
-
-
-def _pred(path: Path, labels: np.ndarray, size=(96, 64), conf: float = 0.8) -> Prediction:
-    """A prediction whose boxes are exactly `labels` (pixel xyxy, float32 like the detector's)."""
-    w, h = size
-    cx, cy, bw, bh = labels[:, 1] * w, labels[:, 2] * h, labels[:, 3] * w, labels[:, 4] * h
-    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1).astype(np.float32)
-    n = len(labels)
-    return Prediction(path=path, width=w, height=h, boxes=boxes.reshape(-1, 4), conf=np.full(n, conf, np.float32),
-                      cls=labels[:, 0].astype(np.int64), probs=np.zeros((n, len(NAMES)), np.float32))
-
-
 def _setup(conn, ls_server, name: str, n: int, seed: int, boxes: int = 3):
     folder = ls_server.document_root / name
     data = make_images(folder, n, seed=seed, boxes_per_image=boxes)
@@ -46,7 +35,7 @@ def test_project_creation_and_reuse(conn, ls_server):
                               image_root=ls_server.document_root / "create" / "images")
     assert again == pid
     proj = conn.client.projects.get(id=pid)
-    spec = ls.parse_label_config(proj.label_config, NAMES)
+    spec = fmt.parse_label_config(proj.label_config, NAMES)
     assert spec.class_of == {"red": 0, "green": 1, "blue": 2}
     storages = list(conn.client.import_storage.local.list(project=pid))
     assert [Path(s.path) for s in storages] == [(ls_server.document_root / "create" / "images").resolve()]
@@ -57,7 +46,7 @@ def test_project_creation_and_reuse(conn, ls_server):
 
 def test_push_predictions_visible_and_refreshed(conn, ls_server):
     pid, data = _setup(conn, ls_server, "push", 3, seed=2)
-    preds = [_pred(p, lab) for p, lab in data]
+    preds = [pred_of(p, lab) for p, lab in data]
     scores = {p: 0.1 * (i + 1) for i, (p, _) in enumerate(data)}
     res = ls.push(conn, pid, preds, names=NAMES, document_root=ls_server.document_root, round_idx=2,
                   model_version="m-round2", scores=scores)
@@ -87,7 +76,7 @@ def test_push_predictions_visible_and_refreshed(conn, ls_server):
     # a later model refreshes the pre-labels of tasks nobody has annotated yet
     first = data[0][0].resolve()
     ls.submit_annotation(conn, res.task_ids[first], [])
-    newer = [_pred(p, lab[:1], conf=0.5) for p, lab in data]
+    newer = [pred_of(p, lab[:1], conf=0.5) for p, lab in data]
     res2 = ls.push(conn, pid, newer, names=NAMES, document_root=ls_server.document_root, round_idx=3,
                    model_version="m-round3", scores={p: 9.0 for p, _ in data})
     assert (res2.created, res2.refreshed, res2.annotated) == (0, 2, [first])
@@ -104,7 +93,7 @@ def test_push_predictions_visible_and_refreshed(conn, ls_server):
 
 def test_repush_creates_no_duplicates(conn, ls_server):
     pid, data = _setup(conn, ls_server, "repush", 4, seed=3)
-    preds = [_pred(p, lab) for p, lab in data]
+    preds = [pred_of(p, lab) for p, lab in data]
     kw = dict(names=NAMES, document_root=ls_server.document_root, round_idx=1, model_version="m1")
     scores = np.array([0.5, np.nan, 1.0, 2.0])  # NaN: not scored (a random pick) -> no uncertainty column value
     first = ls.push(conn, pid, preds, **kw, scores=scores, batch_size=3)  # two import batches
@@ -119,13 +108,13 @@ def test_repush_creates_no_duplicates(conn, ls_server):
 
 def test_pull_effort_empty_skipped_unannotated(conn, ls_server, caplog):
     pid, data = _setup(conn, ls_server, "pull", 6, seed=4, boxes=3)
-    preds = [_pred(p, lab) for p, lab in data]
+    preds = [pred_of(p, lab) for p, lab in data]
     res = ls.push(conn, pid, preds, names=NAMES, document_root=ls_server.document_root, round_idx=1,
                   model_version="m1")
     spec = ls.project_spec(conn, pid, NAMES)
     paths = [p.resolve() for p, _ in data]
     tid = [res.task_ids[p] for p in paths]
-    regions = [ls.label_regions(lab, 96, 64, NAMES, spec) for _, lab in data]
+    regions = [fmt.label_regions(lab, 96, 64, NAMES, spec) for _, lab in data]
 
     # 0: pre-labels accepted as they are
     ls.submit_annotation(conn, tid[0], regions[0])
@@ -136,16 +125,16 @@ def test_pull_effort_empty_skipped_unannotated(conn, ls_server, caplog):
     edited[1, 0] = (edited[1, 0] + 1) % 3  # relabelled
     added = np.array([[2, 0.5, 0.5, 0.1, 0.1]])
     final1 = np.vstack([edited, added])
-    ls.submit_annotation(conn, tid[1], ls.label_regions(final1, 96, 64, NAMES, spec))
+    ls.submit_annotation(conn, tid[1], fmt.label_regions(final1, 96, 64, NAMES, spec))
     # 2: "nothing here" (every pre-label deleted): a valid empty label
     ls.submit_annotation(conn, tid[2], [])
     # 3: skipped
     ls.submit_annotation(conn, tid[3], [], cancelled=True)
     # 4: a first annotation replaced by a later one; plus a box poking out of the image and a zero-area box
     ls.submit_annotation(conn, tid[4], [])
-    late = ls.label_regions(data[4][1], 96, 64, NAMES, spec)
-    out = ls.label_regions(np.array([[1, 0.95, 0.5, 0.2, 0.2]]), 96, 64, NAMES, spec)[0] | {"id": "out"}
-    flat = ls.label_regions(np.array([[1, 0.5, 0.5, 0.2, 0.2]]), 96, 64, NAMES, spec)[0] | {"id": "flat"}
+    late = fmt.label_regions(data[4][1], 96, 64, NAMES, spec)
+    out = fmt.label_regions(np.array([[1, 0.95, 0.5, 0.2, 0.2]]), 96, 64, NAMES, spec)[0] | {"id": "out"}
+    flat = fmt.label_regions(np.array([[1, 0.5, 0.5, 0.2, 0.2]]), 96, 64, NAMES, spec)[0] | {"id": "flat"}
     flat["value"] = flat["value"] | {"height": 0.0}
     ls.submit_annotation(conn, tid[4], late + [out, flat])
     # 5: never annotated
@@ -169,9 +158,9 @@ def test_pull_effort_empty_skipped_unannotated(conn, ls_server, caplog):
 
 def test_unknown_label_is_an_error(conn, ls_server):
     pid, data = _setup(conn, ls_server, "unknown", 1, seed=5, boxes=1)
-    res = ls.push(conn, pid, [_pred(p, lab) for p, lab in data], names=NAMES,
+    res = ls.push(conn, pid, [pred_of(p, lab) for p, lab in data], names=NAMES,
                   document_root=ls_server.document_root, round_idx=1, model_version="m1")
-    region = ls.label_regions(data[0][1], 96, 64, NAMES)[0]
+    region = fmt.label_regions(data[0][1], 96, 64, NAMES)[0]
     region["value"]["rectanglelabels"] = ["zebra"]
     ls.submit_annotation(conn, res.task_ids[data[0][0].resolve()], [region])  # the server accepts it silently
     with pytest.raises(LabelStudioError, match="zebra"):
@@ -180,11 +169,11 @@ def test_unknown_label_is_an_error(conn, ls_server):
 
 def test_bad_prediction_rejected_before_sending(conn, ls_server):
     pid, data = _setup(conn, ls_server, "badpred", 1, seed=6, boxes=1)
-    bad = _pred(data[0][0], data[0][1])
+    bad = pred_of(data[0][0], data[0][1])
     bad.cls[:] = 7
     with pytest.raises(LabelStudioError, match="class id 7"):
         ls.push(conn, pid, [bad], names=NAMES, document_root=ls_server.document_root, round_idx=1, model_version="m")
-    outside = _pred(ls_server.document_root.parent / "elsewhere.png", data[0][1])
+    outside = pred_of(ls_server.document_root.parent / "elsewhere.png", data[0][1])
     with pytest.raises(LabelStudioError, match="document root"):
         ls.push(conn, pid, [outside], names=NAMES, document_root=ls_server.document_root, round_idx=1, model_version="m")
     assert _tasks(conn, pid) == []
@@ -206,7 +195,7 @@ def test_token_not_in_logs(conn, ls_server, caplog):
     with caplog.at_level(logging.DEBUG):
         c = ls.connect(ls_server.url, ls_server.token)
         pid, data = _setup(c, ls_server, "tokenlog", 2, seed=7)
-        ls.push(c, pid, [_pred(p, lab) for p, lab in data], names=NAMES, document_root=ls_server.document_root,
+        ls.push(c, pid, [pred_of(p, lab) for p, lab in data], names=NAMES, document_root=ls_server.document_root,
                 round_idx=1, model_version="m1")
         ls.pull(c, pid, NAMES, document_root=ls_server.document_root)
         logging.getLogger("detal").info("connection %r", c)

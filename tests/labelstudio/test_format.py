@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detal.errors import LabelStudioError
-from detal.labelstudio import image_key, image_url, _task_key
-from detal.labelstudio_format import (
+from detal.labelstudio.client import image_key, image_url, _task_key
+from detal.labelstudio.format import (
     LabelSpec, clamp_ls, effort_counts, label_config, label_regions, ls_to_yolo, parse_label_config,
     prediction_regions, regions_to_yolo, unrotate, validate_prediction, xyxy_to_ls, yolo_to_ls,
 )
-from detal.labelstudio_server import server_env
+from detal.labelstudio.server import server_env
 
 NAMES = ["car", "person", "dog & cat"]
 SPEC = LabelSpec("label", "image", {n: i for i, n in enumerate(NAMES)})

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from detal.errors import ConfigError
-from detal.uncertainty import (
+from detal.acquisition.uncertainty import (
     MEASURES,
     REDUCTIONS,
     box_scores,

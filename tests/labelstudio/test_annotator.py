@@ -1,17 +1,25 @@
-"""The Label Studio oracle bot: pushes, annotates with the ground truth, pulls it back unchanged."""
+"""The simulated Label Studio annotator: pushes, a bot annotates with the ground truth, pulls it back unchanged."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from detal.annotate import Request
 from detal.data import label_path, read_labels
-from detal.ls_oracle import LabelStudioOracle
+from detal.labelstudio.annotator import LabelStudioAnnotator
 
-from .conftest import make_images
-from .test_roundtrip import NAMES, _pred
+
+from tests.labelstudio.helpers import NAMES, make_images, pred_of
 
 pytestmark = pytest.mark.labelstudio
+
+
+def annotate(annotator, round_idx, images, preds, scores, version):
+    """request + collect, as the round does for an annotator that finishes at once."""
+    annotator.request(Request(round_idx, tuple(images), {p.path: p for p in preds or []}, scores or {}, version))
+    got = annotator.collect(images)
+    return got.labels, {**got.effort, "skipped": len(got.skipped)}
 
 
 def test_oracle_returns_ground_truth(ls_server):
@@ -19,12 +27,12 @@ def test_oracle_returns_ground_truth(ls_server):
     data = make_images(folder, 6, seed=11, boxes_per_image=2)
     paths = [p.resolve() for p, _ in data]
     truth = {p: read_labels(label_path(p), len(NAMES)) for p in paths}
-    oracle = LabelStudioOracle(url=ls_server.url, api_key=ls_server.token, project_title="test-oracle", names=NAMES,
+    oracle = LabelStudioAnnotator(url=ls_server.url, api_key=ls_server.token, project_title="test-oracle", names=NAMES,
                                document_root=ls_server.document_root, image_root=folder, timeout=60, batch_size=2)
     assert ls_server.token not in repr(oracle)
 
     # seed round: no model yet, no pre-labels -> every box is "added"
-    labels, effort = oracle.annotate(1, paths[:2], None, None, "seed")
+    labels, effort = annotate(oracle, 1, paths[:2], None, None, "seed")
     assert set(labels) == set(paths[:2])
     for p in paths[:2]:
         np.testing.assert_allclose(labels[p], truth[p], atol=1e-6)
@@ -36,16 +44,16 @@ def test_oracle_returns_ground_truth(ls_server):
     wrong = truth[p3][:1].copy()
     wrong[0, 0] = (wrong[0, 0] + 1) % 3
     extra = np.vstack([truth[p4], [[0, 0.5, 0.5, 0.05, 0.05]]])
-    preds = [_pred(p2, truth[p2]), _pred(p3, wrong), _pred(p4, extra)]
+    preds = [pred_of(p2, truth[p2]), pred_of(p3, wrong), pred_of(p4, extra)]
     scores = {p2: 0.3, p3: 0.9, p4: 0.5}
-    labels, effort = oracle.annotate(2, [p2, p3, p4, p5], preds, scores, "model-r2")
+    labels, effort = annotate(oracle, 2, [p2, p3, p4, p5], preds, scores, "model-r2")
     assert set(labels) == {p2, p3, p4, p5}
     for p in (p2, p3, p4, p5):
         np.testing.assert_allclose(labels[p], truth[p], atol=1e-6)
     assert effort == {"accepted": 4, "corrected": 1, "deleted": 1, "added": 3, "skipped": 0}
 
     # asking again for an already annotated image returns the same labels without a duplicate task
-    labels, effort = oracle.annotate(3, [p2], [_pred(p2, truth[p2])], {p2: 0.1}, "model-r3")
+    labels, effort = annotate(oracle, 3, [p2], [pred_of(p2, truth[p2])], {p2: 0.1}, "model-r3")
     np.testing.assert_allclose(labels[p2], truth[p2], atol=1e-6)
     assert effort["accepted"] == 2 and effort["added"] == 0
     conn, pid = oracle._connect()

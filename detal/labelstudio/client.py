@@ -1,9 +1,10 @@
-"""The only module that talks to Label Studio: connect, project setup, push pre-labels, pull annotations.
+"""The only module that talks HTTP to Label Studio: connect, project setup, push pre-labels, pull annotations.
 
 Images are referenced, never uploaded: a task's `image` is `/data/local-files/?d=<path relative to the
 server's document root>`, served because the image folder is attached as a (never synced) Local Files
 import storage. A task is keyed by that relative path, so pushing twice creates no duplicates.
-Formats (config XML, coordinates, regions) live in `detal.labelstudio_format`.
+Formats (config XML, coordinates, regions) live in `detal.labelstudio.format`. One rule names the
+project (`project_title`) and one picks the document root (`document_root`) for every entry point.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from detal.errors import LabelStudioError
-from detal.labelstudio_format import (  # noqa: F401 - re-exported: the public conversion API
-    EFFORT_KEYS, LabelSpec, clamp_ls, effort_counts, label_config, label_regions, ls_to_yolo, parse_label_config,
-    prediction_regions, regions_to_yolo, validate_prediction, xyxy_to_ls, yolo_to_ls,
+from detal.labelstudio.format import (
+    LabelSpec, effort_counts, label_config, parse_label_config, prediction_regions, regions_to_yolo, validate_prediction,
 )
-from detal.types import Prediction
+from detal.types import BOX_EFFORT_KEYS, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,24 @@ _ANNOTATED_QUERY = json.dumps({"filters": {"conjunction": "or", "items": [
     {"filter": "filter:tasks:total_annotations", "operator": "greater_or_equal", "type": "Number", "value": 1},
     {"filter": "filter:tasks:cancelled_annotations", "operator": "greater_or_equal", "type": "Number", "value": 1},
 ]}})
+
+
+def project_title(cfg) -> str:
+    """The one project-title rule: `<labelstudio.project>-<experiment>` for simulate, push, pull alike."""
+    return f"{cfg.labelstudio.project}-{cfg.experiment}"
+
+
+def document_root(cfg, dataset_root: Path) -> Path:
+    """The one document-root rule: `labelstudio.document_root`, else the dataset folder's parent."""
+    return Path(cfg.labelstudio.document_root or Path(dataset_root).parent).resolve()
+
+
+def check_inside_root(folder: Path, root: Path) -> None:
+    """Images are served only from strict subfolders of the document root: fail before creating anything."""
+    folder, root = Path(folder).resolve(), Path(root).resolve()
+    if root not in folder.parents:
+        raise LabelStudioError(f"image folder {folder} must lie strictly inside the Label Studio document root "
+                               f"{root}; set labelstudio.document_root to a parent folder of the dataset")
 
 
 class _Secret:
@@ -136,6 +154,8 @@ def ensure_project(conn: Connection, title: str, names: Sequence[str], *, docume
     title = str(title).strip()
     if len(title) < 3:
         raise LabelStudioError(f"labelstudio.project title {title!r} needs at least 3 characters")
+    if image_root is not None:
+        check_inside_root(image_root, document_root)  # before the project exists: no empty project left behind
     pid = find_project(conn, title)
     if pid is None:
         xml = label_config(names)
@@ -157,9 +177,7 @@ def ensure_storage(conn: Connection, project_id: int, folders: Sequence[Path], *
     for folder in sorted({Path(f).resolve() for f in set(map(Path, folders))}):
         if any(folder == h or h in folder.parents for h in have):
             continue
-        if root not in folder.parents:
-            raise LabelStudioError(f"image folder {folder} must lie strictly inside the Label Studio document root "
-                                   f"{root}; set labelstudio.document_root to a parent folder of the dataset")
+        check_inside_root(folder, root)
         _call(conn, "storage create", conn.client.import_storage.local.create, project=project_id, path=str(folder),
               use_blob_urls=True, title=f"detal {folder.name}"[:64])
         have.append(folder)
@@ -352,12 +370,14 @@ class PullResult:
     effort: dict[Path, dict[str, int]]  # per labelled image: accepted, corrected, deleted, added
     task_ids: dict[Path, int] = field(default_factory=dict)
 
-    def effort_totals(self) -> dict[str, int]:
-        out = dict.fromkeys(EFFORT_KEYS, 0)
-        for counts in self.effort.values():
-            for k in EFFORT_KEYS:
-                out[k] += counts[k]
-        out["skipped"] = len(self.skipped)
+    def effort_totals(self, images=None) -> dict[str, int]:
+        """Box effort summed over `images` (default: every labelled one), plus the skipped count."""
+        out = dict.fromkeys(BOX_EFFORT_KEYS, 0)
+        for path, counts in self.effort.items():
+            if images is None or path in images:
+                for k in BOX_EFFORT_KEYS:
+                    out[k] += counts[k]
+        out["skipped"] = len(self.skipped if images is None else [p for p in self.skipped if p in images])
         return out
 
 

@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detal.errors import ConfigError
-from detal.selection import (
+from detal.acquisition.selection import (
     STRATEGIES,
     Scored,
     Selection,
-    SelectionParams,
     class_balance_weights,
     k_center_greedy,
     select,
 )
+from detal.config import SelectionConfig, parse_config
+from detal.errors import ConfigError
 
 UNIVERSE = 300  # image ids 0..299; whatever is not in the pool plays the labelled + val images
 
@@ -44,9 +44,9 @@ class FakeScorer:
         return np.concatenate(self.calls) if self.calls else np.zeros(0, np.int64)
 
 
-def run(strategy, pool, budget, seed, params=SelectionParams(), scorer=None) -> tuple[Selection, FakeScorer]:
+def run(strategy, pool, budget, seed, params=SelectionConfig(), scorer=None, counts=None) -> tuple[Selection, FakeScorer]:
     scorer = scorer or FakeScorer()
-    return select(strategy, pool, budget, np.random.default_rng(seed), scorer, params), scorer
+    return select(strategy, pool, budget, np.random.default_rng(seed), scorer, params, counts), scorer
 
 
 @st.composite
@@ -55,14 +55,13 @@ def problems(draw):
     pool = np.flatnonzero(in_pool)
     budget = draw(st.integers(0, len(pool) + 10))
     cb = draw(st.sampled_from([0.0, 0.5, 2.0]))
-    params = SelectionParams(
+    params = SelectionConfig(
         subset_fraction=draw(st.floats(0.01, 1.0)),
         mix_ratio=draw(st.floats(0.0, 1.0)),
         candidate_factor=draw(st.floats(1.0, 5.0)),
         class_balance=cb,
-        labelled_class_counts=np.array([50, 10, 1, 0]) if cb else None,
     )
-    return pool, budget, draw(st.integers(0, 2**32 - 1)), params
+    return pool, budget, draw(st.integers(0, 2**32 - 1)), params, (np.array([50, 10, 1, 0]) if cb else None)
 
 
 # ---------------------------------------------------------------- the contract, every strategy
@@ -72,8 +71,8 @@ def problems(draw):
 @settings(max_examples=40, deadline=None)
 @given(problem=problems(), ties=st.booleans())
 def test_contract_every_strategy(strategy, problem, ties):
-    pool, budget, seed, params = problem
-    sel, scorer = run(strategy, pool, budget, seed, params, FakeScorer(ties=ties))
+    pool, budget, seed, params, counts = problem
+    sel, scorer = run(strategy, pool, budget, seed, params, FakeScorer(ties=ties), counts)
     n = min(budget, len(pool))
 
     assert isinstance(sel, Selection)
@@ -91,7 +90,7 @@ def test_contract_every_strategy(strategy, problem, ties):
 
     # same seed -> same selection; the order of the pool does not matter either
     shuffled = np.random.default_rng(seed).permutation(pool)
-    again, _ = run(strategy, shuffled, budget, seed, params, FakeScorer(ties=ties))
+    again, _ = run(strategy, shuffled, budget, seed, params, FakeScorer(ties=ties), counts)
     np.testing.assert_array_equal(again.ids, sel.ids)
     np.testing.assert_array_equal(again.scores, sel.scores)
     assert again.sources == sel.sources and again.n_scored == sel.n_scored
@@ -100,7 +99,7 @@ def test_contract_every_strategy(strategy, problem, ties):
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_pool_smaller_than_budget_returns_whole_pool(strategy):
     pool = np.array([7, 3, 11, 42])
-    sel, _ = run(strategy, pool, 10, 0, SelectionParams(subset_fraction=0.2))
+    sel, _ = run(strategy, pool, 10, 0, SelectionConfig(subset_fraction=0.2))
     assert sorted(sel.ids.tolist()) == [3, 7, 11, 42]
 
 
@@ -145,7 +144,7 @@ def test_only_a_random_subset_is_scored(strategy, frac, n_pool, budget, expect):
     if strategy == "mix":
         expect = max(math.ceil(frac * n_pool), math.floor(0.5 * budget + 0.5))
     pool = np.arange(UNIVERSE - n_pool, UNIVERSE)
-    params = SelectionParams(subset_fraction=frac)
+    params = SelectionConfig(subset_fraction=frac)
     seen = []
     for seed in range(3):
         sel, scorer = run(strategy, pool, budget, seed, params)
@@ -158,13 +157,13 @@ def test_only_a_random_subset_is_scored(strategy, frac, n_pool, budget, expect):
 @settings(max_examples=50, deadline=None)
 @given(problem=problems())
 def test_entropy_is_top_k_of_the_scored_subset(problem):
-    pool, budget, seed, params = problem
+    pool, budget, seed, params, counts = problem
     scorer = FakeScorer(ties=True)
-    sel, _ = run("entropy", pool, budget, seed, params, scorer)
+    sel, _ = run("entropy", pool, budget, seed, params, scorer, counts)
     seen = scorer.seen
     w = np.ones(len(seen))
     if params.class_balance:
-        w = class_balance_weights([scorer.classes[i] for i in seen], params.labelled_class_counts, params.class_balance)
+        w = class_balance_weights([scorer.classes[i] for i in seen], counts, params.class_balance)
     ranked = sorted(zip(seen.tolist(), (scorer.scores[seen] * w).tolist()), key=lambda t: (-t[1], t[0]))
     want = [i for i, _ in ranked[: min(budget, len(pool))]]
     assert sel.ids.tolist() == want
@@ -178,7 +177,7 @@ def test_entropy_is_top_k_of_the_scored_subset(problem):
     "budget,ratio,n_unc", [(10, 0.5, 5), (5, 0.5, 3), (10, 0.3, 3), (7, 0.3, 2), (1, 0.3, 0), (4, 1.0, 4), (3, 0.5, 2), (6, 0.0, 0)]
 )
 def test_mix_ratio_rounds_half_up(budget, ratio, n_unc):
-    sel, scorer = run("mix", np.arange(200), budget, 1, SelectionParams(mix_ratio=ratio))
+    sel, scorer = run("mix", np.arange(200), budget, 1, SelectionConfig(mix_ratio=ratio))
     assert sel.sources.count("uncertainty") == n_unc
     assert sel.sources.count("random") == budget - n_unc
     assert sel.sources[:n_unc] == ("uncertainty",) * n_unc  # uncertainty picks first
@@ -191,7 +190,7 @@ def test_mix_uncertain_half_is_entropy_top_and_random_half_reaches_unscored_imag
     outside = 0
     for seed in range(20):
         scorer = FakeScorer()
-        sel, _ = run("mix", pool, 20, seed, SelectionParams(subset_fraction=0.2, mix_ratio=0.5), scorer)
+        sel, _ = run("mix", pool, 20, seed, SelectionConfig(subset_fraction=0.2, mix_ratio=0.5), scorer)
         seen = scorer.seen
         top = seen[np.lexsort((seen, -scorer.scores[seen]))[:10]]
         np.testing.assert_array_equal(sel.ids[:10], top)
@@ -220,7 +219,7 @@ def clustered_scorer(n_clusters=5, per=40, d=8, seed=0):
 
 def test_diverse_covers_every_cluster_where_entropy_piles_into_one():
     scorer, pool, cluster = clustered_scorer()
-    params = SelectionParams(subset_fraction=1.0, candidate_factor=40.0)
+    params = SelectionConfig(subset_fraction=1.0, candidate_factor=40.0)
     sel, _ = run("diverse", pool, 5, 0, params, scorer)
     assert sorted(cluster[sel.ids].tolist()) == [0, 1, 2, 3, 4]
     assert sel.ids[0] == pool[np.argmax(scorer.scores[pool])]  # starts from the most uncertain
@@ -231,7 +230,7 @@ def test_diverse_covers_every_cluster_where_entropy_piles_into_one():
 
 def test_diverse_with_candidate_factor_one_is_entropy():
     pool = np.arange(UNIVERSE)
-    params = SelectionParams(candidate_factor=1.0)
+    params = SelectionConfig(candidate_factor=1.0)
     div, _ = run("diverse", pool, 12, 3, params)
     ent, _ = run("entropy", pool, 12, 3, params)
     assert sorted(div.ids.tolist()) == sorted(ent.ids.tolist())
@@ -242,12 +241,12 @@ def test_diverse_ignores_feature_scale():
     scorer = FakeScorer(d=3)
     scorer.features[:3] = [[1.0, 0.0, 0.0], [100.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
     scorer.scores[:3] = [0.9, 0.8, 0.1]
-    sel, _ = run("diverse", np.arange(3), 2, 0, SelectionParams(subset_fraction=1.0, candidate_factor=5.0), scorer)
+    sel, _ = run("diverse", np.arange(3), 2, 0, SelectionConfig(subset_fraction=1.0, candidate_factor=5.0), scorer)
     assert sel.ids.tolist() == [0, 2]
     # and on the clusters, arbitrary per-image scales do not break the one-per-cluster cover
     scorer, pool, cluster = clustered_scorer()
     scorer.features[pool] *= np.random.default_rng(1).uniform(0.1, 10.0, size=(len(pool), 1))
-    sel, _ = run("diverse", pool, 5, 0, SelectionParams(subset_fraction=1.0, candidate_factor=40.0), scorer)
+    sel, _ = run("diverse", pool, 5, 0, SelectionConfig(subset_fraction=1.0, candidate_factor=40.0), scorer)
     assert sorted(cluster[sel.ids].tolist()) == [0, 1, 2, 3, 4]
 
 
@@ -312,9 +311,9 @@ def test_class_balance_favours_images_of_rare_classes(strategy):
     for i in range(100):
         scorer.classes[i] = np.array([0 if i < 90 else 3])  # ...but class 3 is rare in the labelled set
     counts = np.array([500, 200, 100, 2])
-    base = dict(subset_fraction=1.0, mix_ratio=1.0, candidate_factor=1.0, labelled_class_counts=counts)
-    off, _ = run(strategy, pool, 5, 0, SelectionParams(**base), scorer)
-    on, _ = run(strategy, pool, 5, 0, SelectionParams(class_balance=1.0, **base), scorer)
+    base = dict(subset_fraction=1.0, mix_ratio=1.0, candidate_factor=1.0)
+    off, _ = run(strategy, pool, 5, 0, SelectionConfig(**base), scorer, counts)
+    on, _ = run(strategy, pool, 5, 0, SelectionConfig(class_balance=1.0, **base), scorer, counts)
     assert (off.ids < 90).all()
     assert (on.ids >= 90).all()
 
@@ -323,9 +322,9 @@ def test_class_balance_needs_classes_from_the_scorer():
     def no_classes(ids):
         return Scored(np.ones(len(ids)))
 
-    params = SelectionParams(class_balance=1.0, labelled_class_counts=np.ones(3))
+    params = SelectionConfig(class_balance=1.0)
     with pytest.raises(ValueError, match="Scored.classes"):
-        select("entropy", np.arange(10), 2, np.random.default_rng(0), no_classes, params)
+        select("entropy", np.arange(10), 2, np.random.default_rng(0), no_classes, params, np.ones(3))
 
 
 # ---------------------------------------------------------------- validation
@@ -344,20 +343,26 @@ def test_unknown_strategy_lists_valid_names_and_suggests():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(subset_fraction=0.0), "subset_fraction"),
-        (dict(subset_fraction=1.5), "subset_fraction"),
-        (dict(mix_ratio=-0.1), r"mix_ratio must be a number in \[0, 1\]"),
-        (dict(mix_ratio=1.01), "mix_ratio"),
-        (dict(mix_ratio=float("nan")), "mix_ratio"),
-        (dict(candidate_factor=0.5), "candidate_factor"),
-        (dict(class_balance=-1.0), "class_balance"),
-        (dict(class_balance=1.0), "needs labelled_class_counts"),
-        (dict(labelled_class_counts=np.array([1, -2])), "non-negative"),
+        (dict(subset_fraction=0.0), "selection.subset_fraction: Input should be greater than 0"),
+        (dict(subset_fraction=1.5), "selection.subset_fraction: Input should be less than or equal to 1"),
+        (dict(mix_ratio=-0.1), r"selection.mix_ratio: Input should be greater than or equal to 0"),
+        (dict(mix_ratio=1.01), "selection.mix_ratio"),
+        (dict(mix_ratio=float("nan")), "selection.mix_ratio"),
+        (dict(candidate_factor=0.5), "selection.candidate_factor"),
+        (dict(class_balance=-1.0), "selection.class_balance"),
     ],
 )
-def test_bad_params_are_one_line_value_errors(kwargs, match):
+def test_bad_params_are_one_line_config_errors(kwargs, match):
+    # validated once, where the config is loaded; the strategies trust SelectionConfig
+    with pytest.raises(ConfigError, match=match) as e:
+        parse_config({"data": "d.yaml", "selection": kwargs})
+    _one_line(e)
+
+
+@pytest.mark.parametrize("counts,match", [(None, "needs labelled_class_counts"), (np.array([1, -2]), "non-negative")])
+def test_bad_class_counts(counts, match):
     with pytest.raises(ValueError, match=match) as e:
-        SelectionParams(**kwargs)
+        run("entropy", np.arange(10), 2, 0, SelectionConfig(class_balance=1.0), counts=counts)
     _one_line(e)
 
 

@@ -1,6 +1,7 @@
 """Batch selection strategies: (pool ids, budget, rng, scoring callback, params) -> chosen ids.
 
-Pure and YOLO-free. A strategy never sees a model: it asks `score_fn` to score exactly the ids it
+Pure and YOLO-free. The parameters are the config's own `SelectionConfig` (validated once, at load).
+A strategy never sees a model: it asks `score_fn` to score exactly the ids it
 needs, so "random subset, then entropy" really scores only the subset (`Selection.n_scored` counts it).
 All randomness comes from the `rng` argument: the same seed gives the same selection.
 
@@ -19,12 +20,12 @@ Strategies (`STRATEGIES`):
   farthest from everything chosen (ties -> more uncertain). One batch then spans feature space
   instead of holding twenty near-identical frames. Scoring cost equals `entropy`'s.
 
-Class balance (`SelectionParams.class_balance = b > 0`, every uncertainty-based strategy): with
+Class balance (`SelectionConfig.class_balance = b > 0`, every uncertainty-based strategy): with
 `labelled_class_counts` n_c over nc classes, smoothed frequency f_c = (n_c + 1) / (sum(n) + nc) and
 rarity r_c = 1 / (nc * f_c) (1 for a class at its uniform share, > 1 for rarer classes). Image i with
 predicted classes K_i gets weight w_i = (max_{c in K_i} r_c) ** b (1 when K_i is empty) and is ranked
 by score_i * w_i; `Selection.scores` reports that weighted score. Scores are assumed non-negative
-(every measure in detal.uncertainty is).
+(every measure in detal.acquisition.uncertainty is).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Callable
 
 import numpy as np
 
+from detal.config import SelectionConfig
 from detal.registry import InvalidOption, lookup
 
 
@@ -58,38 +60,23 @@ class Selection:
     n_scored: int  # how many images the callback was asked to score (for the metrics)
 
 
-def _check_fraction(name: str, value: float, allow_zero: bool = False) -> None:
-    ok = 0.0 <= value <= 1.0 if allow_zero else 0.0 < value <= 1.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
-        raise InvalidOption(f"{name} must be a number in {'[0' if allow_zero else '(0'}, 1], got {value!r}")
-
-
 @dataclass(frozen=True)
-class SelectionParams:
-    subset_fraction: float = 0.2  # of the UNLABELLED pool drawn at random before scoring
-    mix_ratio: float = 0.5  # share of the batch taken by uncertainty in `mix`
-    candidate_factor: float = 3.0  # diversity: candidate pool = this x budget, most uncertain first
-    class_balance: float = 0.0  # 0 = off; >0 weights scores toward classes rare in the labelled set
-    labelled_class_counts: np.ndarray | None = None  # (nc,) boxes per class in the labelled set
+class _Params:
+    """What a strategy reads: the config's options and the labelled set's boxes per class."""
 
-    def __post_init__(self) -> None:
-        _check_fraction("subset_fraction", self.subset_fraction)
-        _check_fraction("mix_ratio", self.mix_ratio, allow_zero=True)  # 0: `mix` is all random, scores nothing
-        cf = self.candidate_factor
-        if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not cf >= 1.0 or not math.isfinite(cf):
-            raise InvalidOption(f"candidate_factor must be a finite number >= 1, got {cf!r}")
-        cb = self.class_balance
-        if isinstance(cb, bool) or not isinstance(cb, (int, float)) or not cb >= 0.0 or not math.isfinite(cb):
-            raise InvalidOption(f"class_balance must be a finite number >= 0 (0 = off), got {cb!r}")
-        if self.labelled_class_counts is not None:
-            counts = np.asarray(self.labelled_class_counts, dtype=np.float64)
-            if counts.ndim != 1 or len(counts) == 0 or not np.isfinite(counts).all() or (counts < 0).any():
-                raise InvalidOption(
-                    "labelled_class_counts must be a non-empty 1-D array of non-negative box counts per class"
-                )
-            object.__setattr__(self, "labelled_class_counts", counts)
-        elif cb > 0:
+    cfg: SelectionConfig
+    class_counts: np.ndarray | None
+
+
+def _checked_counts(counts, cfg: SelectionConfig) -> np.ndarray | None:
+    if counts is None:
+        if cfg.class_balance > 0:
             raise InvalidOption("class_balance > 0 needs labelled_class_counts (boxes per class in the labelled set)")
+        return None
+    arr = np.asarray(counts, dtype=np.float64)
+    if arr.ndim != 1 or len(arr) == 0 or not np.isfinite(arr).all() or (arr < 0).any():
+        raise InvalidOption("labelled_class_counts must be a non-empty 1-D array of non-negative box counts per class")
+    return arr
 
 
 def class_balance_weights(classes: list[np.ndarray], counts: np.ndarray, strength: float) -> np.ndarray:
@@ -129,11 +116,11 @@ def _checked_pool(pool: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _score(score_fn: ScoreFn, ids: np.ndarray, params: SelectionParams, need_features: bool = False):
+def _score(score_fn: ScoreFn, ids: np.ndarray, params: _Params, need_features: bool = False):
     """Call score_fn on ids; validate its answer; return (ranking scores, features or None)."""
     res = score_fn(ids)
     if not isinstance(res, Scored):
-        raise TypeError(f"score_fn must return a detal.selection.Scored, got {type(res).__name__}")
+        raise TypeError(f"score_fn must return a detal.acquisition.selection.Scored, got {type(res).__name__}")
     scores = np.asarray(res.scores, dtype=np.float64)
     if scores.shape != (len(ids),):
         raise ValueError(f"score_fn returned scores of shape {scores.shape} for {len(ids)} ids")
@@ -149,16 +136,16 @@ def _score(score_fn: ScoreFn, ids: np.ndarray, params: SelectionParams, need_fea
         feats = np.asarray(res.features, dtype=np.float64)
         if feats.ndim != 2 or len(feats) != len(ids) or not np.isfinite(feats).all():
             raise ValueError(f"score_fn returned features of shape {feats.shape}; expected ({len(ids)}, d), finite")
-    if params.class_balance > 0:
+    if params.cfg.class_balance > 0:
         if res.classes is None or len(res.classes) != len(ids):
             raise ValueError("class_balance > 0 needs Scored.classes (predicted class ids per image) from score_fn")
-        scores = scores * class_balance_weights(res.classes, params.labelled_class_counts, params.class_balance)
+        scores = scores * class_balance_weights(res.classes, params.class_counts, params.cfg.class_balance)
     return scores, feats
 
 
-def _subset(pool: np.ndarray, need: int, rng: np.random.Generator, params: SelectionParams) -> np.ndarray:
+def _subset(pool: np.ndarray, need: int, rng: np.random.Generator, params: _Params) -> np.ndarray:
     """The random share of the pool that gets scored: ceil(fraction * pool), >= need, <= pool; sorted."""
-    m = min(len(pool), max(need, math.ceil(params.subset_fraction * len(pool) - 1e-9)))
+    m = min(len(pool), max(need, math.ceil(params.cfg.subset_fraction * len(pool) - 1e-9)))
     return np.sort(rng.choice(pool, size=m, replace=False))
 
 
@@ -184,7 +171,7 @@ def select_entropy(pool, budget, rng, score_fn, params) -> Selection:
 
 
 def select_mix(pool, budget, rng, score_fn, params) -> Selection:
-    n_unc = min(budget, math.floor(params.mix_ratio * budget + 0.5))
+    n_unc = min(budget, math.floor(params.cfg.mix_ratio * budget + 0.5))
     if n_unc == 0:  # e.g. budget 1 at ratio 0.3: nothing to rank, so score nothing
         sub, scores = np.zeros(0, np.int64), np.zeros(0)
     else:
@@ -240,38 +227,56 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
 def select_diverse(pool, budget, rng, score_fn, params) -> Selection:
     sub = _subset(pool, budget, rng, params)
     scores, feats = _score(score_fn, sub, params, need_features=True)
-    n_cand = min(len(sub), max(budget, math.ceil(params.candidate_factor * budget - 1e-9)))
+    n_cand = min(len(sub), max(budget, math.ceil(params.cfg.candidate_factor * budget - 1e-9)))
     cand = _rank(sub, scores)[:n_cand]
     pick = cand[k_center_greedy(_l2_normalise(feats[cand]), budget)]
     return Selection(sub[pick], scores[pick], ("diversity",) * budget, len(sub))
 
 
-STRATEGIES: dict[str, Callable[..., Selection]] = {
-    "random": select_random,
-    "entropy": select_entropy,
-    "mix": select_mix,
-    "diverse": select_diverse,
+@dataclass(frozen=True)
+class Strategy:
+    """A registered strategy and what it needs from the scoring callback, so the round never asks its name."""
+
+    run: Callable[..., Selection]
+    scores: bool = True  # calls score_fn at all
+    features: bool = False  # needs Scored.features (pooled backbone features: a hook in the scorer)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "random": Strategy(select_random, scores=False),
+    "entropy": Strategy(select_entropy),
+    "mix": Strategy(select_mix),
+    "diverse": Strategy(select_diverse, features=True),
 }
 
 
+def strategy(name: str) -> Strategy:
+    return lookup(STRATEGIES, name, "selection strategy")
+
+
 def select(
-    strategy: str,
+    name: str,
     pool: np.ndarray,
     budget: int,
     rng: np.random.Generator,
     score_fn: ScoreFn,
-    params: SelectionParams = SelectionParams(),
+    params: SelectionConfig = SelectionConfig(),
+    labelled_class_counts: np.ndarray | None = None,
 ) -> Selection:
-    """Choose min(budget, len(pool)) unique ids from `pool` with the named strategy."""
-    fn = lookup(STRATEGIES, strategy, "selection strategy")
+    """Choose min(budget, len(pool)) unique ids from `pool` with the named strategy.
+
+    `labelled_class_counts` (boxes per class in the labelled set) is needed when class_balance > 0.
+    """
+    fn = strategy(name).run
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
         raise InvalidOption(f"budget must be an integer >= 0, got {budget!r}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed)); no global RNG")
-    if not isinstance(params, SelectionParams):
-        raise TypeError(f"params must be a SelectionParams, got {type(params).__name__}")
+    if not isinstance(params, SelectionConfig):
+        raise TypeError(f"params must be a detal.config.SelectionConfig, got {type(params).__name__}")
+    p = _Params(params, _checked_counts(labelled_class_counts, params))
     pool = _checked_pool(pool)
     n = min(int(budget), len(pool))
     if n == 0:
         return _empty()
-    return fn(pool, n, rng, score_fn, params)
+    return fn(pool, n, rng, score_fn, p)

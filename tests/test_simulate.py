@@ -1,4 +1,4 @@
-"""The experiment loop against a fake detector: shapes of outputs, shared seed sets, determinism, resume."""
+"""The experiment driver against a fake detector: tables, shared seed sets, determinism, resume, a changed pool."""
 
 from pathlib import Path
 
@@ -8,7 +8,10 @@ import pytest
 
 from detal.config import parse_config
 from detal.errors import DetalError
-from detal.loop import METRIC_COLUMNS, run_experiment, seed_set
+from detal.round import seed_set
+from detal.simulate import run_experiment
+from detal.state import ArmState
+from detal.types import METRIC_COLUMNS
 from detal.synthetic import generate
 from tests import fake_backend
 
@@ -49,8 +52,12 @@ def test_metrics_and_selections(data_yaml, tmp_path):
         assert g["image"].is_unique
     mix = s[(s.strategy == "mix") & (s["round"] == 1) & (s.seed == 0)]
     assert (mix["source"] == "random").sum() == 4 and (mix["source"] != "random").sum() == 5
-    report = (run_dir / "report.md").read_text()
-    assert "| mix |" in report and (run_dir / "map_vs_labeled.png").stat().st_size > 1000
+    for name, rows in (("per_class.csv", 2 * 4 * 3 * 6), ("pool_classes.csv", 6)):
+        assert len(pd.read_csv(run_dir / name)) == rows, name
+    made = pd.read_csv(run_dir / "selected_classes.csv")
+    # seed set (round 0) and the selections after rounds 1 and 2, 6 classes each
+    assert sorted(made["round"].unique()) == [0, 1, 2] and len(made) == 2 * 4 * 3 * 6
+    assert (run_dir / "report.md").exists() and (run_dir / "report.html").exists()
 
 
 def test_same_config_same_selections(data_yaml, tmp_path):
@@ -65,14 +72,12 @@ def test_same_config_same_selections(data_yaml, tmp_path):
 
 def test_seed_set_shared_by_every_arm(data_yaml, tmp_path):
     run_dir = run_experiment(_cfg(data_yaml, tmp_path), quiet=True, backend=fake_backend)
-    import json
-
+    train = sorted((data_yaml.parent / "images" / "train").iterdir())
     for seed in (0, 1):
-        maps = [np.array(json.loads((run_dir / f"seed{seed}" / s / "state.json").read_text())["labelled_map"])
-                for s in ("random", "entropy", "mix", "diverse")]
-        first = [np.flatnonzero(m == 1) for m in maps]
-        assert all(np.array_equal(first[0], f) for f in first)
-        assert np.array_equal(first[0], seed_set(90, 0.1, seed))
+        states = [ArmState.load(run_dir / f"seed{seed}" / s / "state.json") for s in ("random", "entropy", "mix", "diverse")]
+        first = [sorted(k for k, r in st.labelled.items() if r == 1) for st in states]
+        assert all(f == first[0] for f in first)
+        assert first[0] == [f"images/train/{train[i].name}" for i in seed_set(90, 0.1, seed)]
 
 
 def test_resume_after_crash(data_yaml, tmp_path, monkeypatch):
@@ -117,3 +122,42 @@ def test_concurrent_run_refused(data_yaml, tmp_path):
         with pytest.raises(DetalError, match="another detal run"):
             run_experiment(cfg, quiet=True, backend=fake_backend)
     run_experiment(cfg, quiet=True, backend=fake_backend)  # released: runs
+
+
+def test_changed_pool_keeps_labelled_images_in_place(tmp_path, monkeypatch):
+    """Kill after round 1, add one image and delete one, resume: no labelled image swaps with an unlabelled one."""
+    import shutil
+
+    data = generate(tmp_path / "ds", 60, seed=9, imgsz=64, val_fraction=0.25)
+    cfg = _cfg(data, tmp_path / "runs", seeds=[0], strategies=["mix"])
+    real_eval, calls = fake_backend.evaluate, {"n": 0}
+
+    def crash_in_round_2(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_eval(*a, **k)
+
+    monkeypatch.setattr(fake_backend, "evaluate", crash_in_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, quiet=True, backend=fake_backend)
+    monkeypatch.setattr(fake_backend, "evaluate", real_eval)
+    state_path = cfg.run_dir / "seed0" / "mix" / "state.json"
+    before = ArmState.load(state_path)
+    images = data.parent / "images" / "train"
+    labels = data.parent / "labels" / "train"
+    first = sorted(images.iterdir())[0]  # a new image sorts first: every position shifts by one
+    shutil.copy(first, images / "00000a.png")
+    shutil.copy(labels / (first.stem + ".txt"), labels / "00000a.txt")
+    gone = next(k for k in sorted(before.labelled) if before.labelled[k] == 1)
+    (data.parent / gone).unlink()
+
+    run_experiment(cfg, quiet=True, backend=fake_backend)
+    after = ArmState.load(state_path)
+    assert {k: r for k, r in after.labelled.items() if r <= 2} == {k: r for k, r in before.labelled.items()} | \
+        {k: r for k, r in before.pending.items()}  # same images, same rounds: nothing swapped
+    assert gone in after.labelled  # its label and history are kept...
+    train_list = (cfg.run_dir / "seed0" / "mix" / "round3" / "data_train.txt").read_text()
+    assert gone.split("/")[-1] not in train_list  # ...but it is not trained on
+    m = pd.read_csv(cfg.run_dir / "metrics.csv")
+    assert m["round"].tolist() == [1, 2, 3]

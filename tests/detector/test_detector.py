@@ -9,7 +9,22 @@ import os
 import numpy as np
 import pytest
 
-from detal.detector import Scorer, TrainResult, check_train_overrides, evaluate, resolve_device, train
+from detal.config import ScoringConfig
+from detal.detector import EvalResult, TrainResult, check_train_overrides, evaluate, resolve_device
+from detal.detector import Scorer as _Scorer
+from detal.detector import train as _train
+
+_SC = ScoringConfig()
+
+
+def Scorer(weights, **kw):  # noqa: N802 - the detector's Scorer with the config's values for what a test leaves out
+    args = dict(imgsz=IMGSZ, device="cpu", batch=_SC.batch, conf=_SC.conf, iou=_SC.iou, workers=_SC.workers,
+                features=True)
+    return _Scorer(weights, **{**args, **kw})
+
+
+def train(model, data_yaml, epochs, out_dir, **kw):
+    return _train(model, data_yaml, epochs, out_dir, **{"imgsz": IMGSZ, "batch": 8, "device": "cpu", "seed": 0, **kw})
 from detal.errors import ConfigError
 from tests._tiny import tiny_trained
 
@@ -44,9 +59,9 @@ def test_resolve_device():
 
 def test_train_overrides_validated():
     assert check_train_overrides({"lr0": 0.02, "mosaic": 0.0}) == {"lr0": 0.02, "mosaic": 0.0}
-    with pytest.raises(ConfigError, match=r"extra\.lr_0: .*did you mean 'lr0'"):
+    with pytest.raises(ConfigError, match=r"model\.train_args\.lr_0: .*did you mean 'lr0'"):
         check_train_overrides({"lr_0": 0.02})
-    with pytest.raises(ConfigError, match=r"extra\.epochs: set by detal"):
+    with pytest.raises(ConfigError, match=r"model\.train_args\.epochs: set by detal"):
         check_train_overrides({"epochs": 3})
     with pytest.raises(ConfigError, match="mosaic"):
         check_train_overrides({"mosaic": "lots"})
@@ -76,11 +91,19 @@ def test_missing_weights_are_config_errors(tmp_path):
 def test_train_and_evaluate(tiny):
     assert tiny.weights.is_file() and tiny.weights.name == "last.pt"
     assert not (tiny.weights.parent / "best.pt").exists()
-    maps = evaluate(tiny.weights, tiny.data.data_yaml, imgsz=IMGSZ)
-    assert set(maps) == {"map50_95", "map50"}
-    for v in maps.values():
+    ev = evaluate(tiny.weights, tiny.data.data_yaml, imgsz=IMGSZ, batch=8, device="cpu")
+    assert isinstance(ev, EvalResult)
+    for v in (ev.map50_95, ev.map50):
         assert math.isfinite(v) and 0.0 <= v <= 1.0
-    assert maps["map50_95"] <= maps["map50"] + 1e-9
+    assert ev.map50_95 <= ev.map50 + 1e-9
+    # one row per class: instances as in the val labels, AP where the class is present
+    from detal.data import label_path, read_labels
+
+    truth = np.concatenate([read_labels(label_path(p), 3) for p in tiny.data.val])
+    assert [c for c, *_ in ev.per_class] == [0, 1, 2]
+    assert [n for _, n, _, _ in ev.per_class] == np.bincount(truth[:, 0].astype(int), minlength=3).tolist()
+    for _, n, ap, ap50 in ev.per_class:
+        assert (math.isnan(ap) and n == 0) or (0.0 <= ap <= ap50 + 1e-9 <= 1.0 + 1e-9)
 
 
 def test_warm_start_is_deterministic_and_reports_epochs(tiny, tmp_path):
@@ -244,3 +267,12 @@ def test_scorer_other_heads_match_predict(tiny, tmp_path, arch):
         np.testing.assert_allclose(_sorted(p.boxes, p.conf, p.cls),
                                    _sorted(r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy()), atol=1e-3)
         assert p.feature is not None and p.feature.shape[0] > 0
+
+
+def test_damaged_weights_are_one_line(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 100)
+    for call in (lambda: Scorer(bad), lambda: train(bad, tmp_path / "data.yaml", 1, tmp_path / "run")):
+        with pytest.raises(ConfigError, match="not a PyTorch weights file") as e:
+            call()
+        assert "\n" not in str(e.value) and "bad.pt" in str(e.value)

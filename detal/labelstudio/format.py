@@ -1,7 +1,7 @@
 """Pure Label Studio formats: labelling config XML, coordinate conversion, prediction regions, effort counts.
 
 Label Studio rectangles are percent of the image with (x, y) the TOP-LEFT corner; YOLO labels are
-normalised (cx, cy, w, h). No network here: `detal.labelstudio` sends what these functions build.
+normalised (cx, cy, w, h). No network here: `detal.labelstudio.client` sends what these functions build.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from detal.errors import LabelStudioError
+from detal.types import BOX_EFFORT_KEYS
 
 log = logging.getLogger(__name__)
 
 FROM_NAME = "label"
 TO_NAME = "image"
 DATA_KEY = "image"
-EFFORT_KEYS = ("accepted", "corrected", "deleted", "added")
 MATCH_IOU = 0.5  # a final box counts as the same object as a pre-label at IoU >= 0.5
 ACCEPT_TOL = 1e-4  # normalised coordinates: an "accepted as is" box moved by less than this (sub-pixel)
 
@@ -47,6 +47,11 @@ class LabelSpec:
     from_name: str
     to_name: str
     class_of: dict[str, int]
+
+    @classmethod
+    def default(cls, names: Sequence[str]) -> "LabelSpec":
+        """The spec of the config `label_config(names)` writes."""
+        return cls(FROM_NAME, TO_NAME, {str(n): i for i, n in enumerate(names)})
 
 
 def parse_label_config(xml: str, names: Sequence[str]) -> LabelSpec:
@@ -117,7 +122,7 @@ def unrotate(x: float, y: float, w: float, h: float, rotation: float, width: flo
 def prediction_regions(boxes_xyxy: np.ndarray, cls: np.ndarray, conf: np.ndarray, width: int, height: int,
                        names: Sequence[str], spec: LabelSpec | None = None) -> list[dict]:
     """One Label Studio rectangle region per box (percent coordinates, per-region score)."""
-    spec = spec or LabelSpec(FROM_NAME, TO_NAME, {str(n): i for i, n in enumerate(names)})
+    spec = spec or LabelSpec.default(names)
     pct = xyxy_to_ls(boxes_xyxy, width, height)
     out = []
     for i, ((x, y, w, h), c, s) in enumerate(zip(pct, np.asarray(cls).reshape(-1), np.asarray(conf).reshape(-1))):
@@ -135,7 +140,7 @@ def prediction_regions(boxes_xyxy: np.ndarray, cls: np.ndarray, conf: np.ndarray
 def label_regions(labels: np.ndarray, width: int, height: int, names: Sequence[str],
                   spec: LabelSpec | None = None) -> list[dict]:
     """YOLO labels (n, 5) -> rectangle regions, as an annotator would draw them (no score)."""
-    spec = spec or LabelSpec(FROM_NAME, TO_NAME, {str(n): i for i, n in enumerate(names)})
+    spec = spec or LabelSpec.default(names)
     labels = np.asarray(labels, dtype=np.float64).reshape(-1, 5)
     out = []
     for i, (row, (x, y, w, h)) in enumerate(zip(labels, yolo_to_ls(labels[:, 1:]))):
@@ -221,7 +226,7 @@ def effort_counts(pre: np.ndarray, final: np.ndarray) -> dict[str, int]:
     same = pre[:, :1] == final[:, 0][None]
     cand = [(not same[i, j], -iou[i, j], i, j) for i, j in zip(*np.nonzero(iou >= MATCH_IOU))]
     used_p, used_f = set(), set()
-    out = dict.fromkeys(EFFORT_KEYS, 0)
+    out = dict.fromkeys(BOX_EFFORT_KEYS, 0)
     for _, _, i, j in sorted(cand):
         if i in used_p or j in used_f:
             continue

@@ -41,10 +41,6 @@ class ServerInfo:
     log_path: Path
 
 
-def default_home(project_root: Path) -> Path:
-    return Path(project_root) / ".labelstudio"
-
-
 def _venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
@@ -85,6 +81,71 @@ def install(venv: Path, *, version: str = LABEL_STUDIO_VERSION, python: str | No
             if subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False).returncode != 0:
                 raise LabelStudioError(f"installing label-studio=={version} into {venv} failed; see {log_path}")
     return _executable(venv)
+
+
+DEFAULT_PORT = 8080  # the config's default url; another free port when it is taken
+DEFAULT_USER = "admin@detal.local"
+
+
+def port_free(port: int, host: str = HOST) -> bool:
+    """True when `port` can be listened on. SO_REUSEADDR like the server's own socket: a port left in
+    TIME-WAIT by a server just stopped counts as free, so a restart comes back on the same port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Served:
+    info: ServerInfo
+    already_running: bool
+    exports: tuple[str, ...]  # generated credentials as `export NAME=value` lines, to be shown ONCE
+
+
+def serve(*, home: Path, document_root: Path, port: int = 0, username: str = DEFAULT_USER,
+          api_key_env: str = "LABEL_STUDIO_API_KEY", password_env: str = "LABEL_STUDIO_UI_PASSWORD",
+          venv: Path | None = None, timeout: float = 240.0, environ: dict | None = None,
+          on_step=lambda msg: None) -> Served:
+    """Install (own venv) and start a local server, or report the one already running on this home.
+
+    Token and UI password come from the environment variables named; on the first start of a fresh data
+    dir with them unset they are generated and returned as `export` lines. A later start needs the token
+    it was first started with. Port: DEFAULT_PORT when free, else any free port.
+    """
+    import secrets
+
+    environ = os.environ if environ is None else environ
+    home = Path(home).expanduser().resolve()
+    data_dir, venv = home / "data", Path(venv).resolve() if venv else home / "venv"
+    running = read_state(data_dir)
+    if running is not None and _pid_is_label_studio(running.pid):
+        return Served(running, True, ())
+    doc_root = Path(document_root).expanduser().resolve()
+    doc_root.mkdir(parents=True, exist_ok=True)
+    token, password = environ.get(api_key_env), environ.get(password_env)
+    fresh = not is_initialised(data_dir)
+    exports = []
+    if not token:
+        if not fresh:
+            raise LabelStudioError(f"${api_key_env} is unset; export the token printed when {data_dir} was first "
+                                   f"served (or delete {data_dir} to start over)")
+        token = secrets.token_hex(20)
+        exports.append(f"export {api_key_env}={token}")
+    if not password:
+        password = secrets.token_urlsafe(12)
+        if fresh:
+            exports.append(f"export {password_env}={password}")
+    on_step(f"installing/checking label-studio in {venv} (first time: 2-3 min, log {home / 'install.log'})")
+    install(venv, log_path=home / "install.log")
+    port = port or (DEFAULT_PORT if port_free(DEFAULT_PORT) else free_port())
+    on_step(f"starting Label Studio on {HOST}:{port} (first boot 30-70 s)")
+    info = start(data_dir=data_dir, document_root=doc_root, username=username, password=password, token=token,
+                 venv=venv, port=port, timeout=timeout)
+    return Served(info, False, tuple(exports))
 
 
 def free_port(host: str = HOST) -> int:

@@ -1,0 +1,79 @@
+"""Annotators: who turns selected images into labels, behind one interface for both drivers.
+
+A round *requests* labels for images (with the model's pre-labels and uncertainty) and later *collects*
+what is finished. The ground-truth oracle and the simulated Label Studio annotator finish at once, so
+`simulate` collects in the same round; human annotators in a live Label Studio project finish whenever
+they do, so the scheduled job collects at the start of its next run. What `collect` returns is the
+labels of record: the round writes them where training reads them.
+
+Registered annotators (config `annotator:`): `oracle` (here) and `labelstudio`
+(detal.labelstudio.annotator.LabelStudioAnnotator). A new annotator implements `Annotator` and gets a
+line in `detal.simulate.ANNOTATORS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from detal.data import label_path, read_labels
+from detal.types import BOX_EFFORT_KEYS, Prediction
+
+
+@dataclass(frozen=True)
+class Request:
+    """Images to label, and what annotators should see with them."""
+
+    round: int  # the round the labels will join (images selected after round r join round r + 1)
+    images: tuple[Path, ...]
+    predictions: dict[Path, Prediction] = field(default_factory=dict)  # pre-labels (boxes >= prelabel.conf)
+    scores: dict[Path, float] = field(default_factory=dict)  # uncertainty; NaN for unscored random picks
+    model_version: str = "seed"
+
+
+@dataclass
+class Annotations:
+    """What the annotator finished among the images asked about."""
+
+    labels: dict[Path, np.ndarray] = field(default_factory=dict)  # (n, 5) cls cx cy w h; empty = "no objects"
+    skipped: list[Path] = field(default_factory=list)  # skipped by the annotator: never turned into labels
+    effort: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BOX_EFFORT_KEYS, 0))  # pre-labels vs final
+
+
+class Annotator(Protocol):
+    needs_predictions: bool  # True: the round computes pre-labels for the requested images
+
+    def request(self, req: Request) -> None:
+        """Hand the images to annotators (idempotent: requesting the same image again creates nothing)."""
+        ...
+
+    def collect(self, images: Sequence[Path]) -> Annotations:
+        """Finished labels among `images` (the ones requested and not yet collected)."""
+        ...
+
+
+class GroundTruthOracle:
+    """The simulated annotator of experiments: the ground-truth label files next to the images.
+
+    A bad label line is a DataError naming file:line, raised when the image is requested.
+    """
+
+    needs_predictions = False
+
+    def __init__(self, nc: int):
+        self.nc = nc
+        self._ready: dict[Path, np.ndarray] = {}
+
+    def request(self, req: Request) -> None:
+        for p in req.images:
+            self._ready[Path(p)] = read_labels(label_path(Path(p)), self.nc)
+
+    def collect(self, images: Sequence[Path]) -> Annotations:
+        out = Annotations()
+        for p in map(Path, images):
+            # not requested in this process (a resumed run): the files on disk are the same answer
+            out.labels[p] = self._ready.pop(p) if p in self._ready else read_labels(label_path(p), self.nc)
+        return out

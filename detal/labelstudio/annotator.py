@@ -1,0 +1,113 @@
+"""The simulated annotator of `simulate` through a real Label Studio server: push pre-labels, a bot annotates,
+pull back.
+
+The bot submits the ground-truth boxes (the label files next to the images) as the annotation of each
+pushed task, exactly where a human would correct the pre-labels; the labels then come back through
+`client.pull`, so an experiment exercises the whole round trip. Ground-truth boxes reaching outside the
+image come back clipped to it, as YOLO trains on them anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from detal.annotate import Annotations, Request
+from detal.data import image_size, label_path, read_labels
+from detal.errors import DetalError
+from detal.labelstudio import client as ls
+from detal.labelstudio.format import LabelSpec, effort_counts, label_regions, prediction_regions, regions_to_yolo
+from detal.types import BOX_EFFORT_KEYS, Prediction
+
+log = logging.getLogger(__name__)
+
+
+class LabelStudioAnnotator:
+    """detal.annotate.Annotator through a live server, with a ground-truth bot in place of people."""
+
+    needs_predictions = True
+
+    def __init__(self, *, url: str, api_key: str, project_title: str, names, document_root: Path,
+                 image_root: Path, timeout: float, batch_size: int):
+        self.url, self.project_title, self.names = url, project_title, [str(n) for n in names]
+        self.document_root, self.image_root = Path(document_root).resolve(), Path(image_root).resolve()
+        self.timeout, self.batch_size = float(timeout), int(batch_size)
+        self._api_key = api_key
+        self._conn: ls.Connection | None = None
+        self._pid: int | None = None
+        self._pushed: set[Path] = set()  # tasks this process pushed (their effort is measured by pull)
+        self._prelabels: dict[Path, Prediction] = {}  # last pre-labels per image, for images annotated earlier
+
+    @classmethod
+    def from_config(cls, cfg, ds) -> "LabelStudioAnnotator":
+        lc = cfg.labelstudio
+        key = os.environ.get(lc.api_key_env)
+        if not key:
+            raise DetalError(f"annotator: labelstudio needs the API token in ${lc.api_key_env}; "
+                             f"export it (see `detal labelstudio serve --help`)")
+        return cls(url=lc.url, api_key=key, project_title=ls.project_title(cfg), names=list(ds.names),
+                   document_root=ls.document_root(cfg, ds.root), image_root=ds.root, timeout=lc.timeout,
+                   batch_size=lc.batch_size)
+
+    def __repr__(self) -> str:  # never print the token
+        return f"LabelStudioAnnotator(url={self.url!r}, project_title={self.project_title!r})"
+
+    def _connect(self) -> tuple[ls.Connection, int]:
+        if self._conn is None:  # lazily: constructing the annotator must not need a running server
+            self._conn = ls.connect(self.url, self._api_key, timeout=self.timeout)
+            self._pid = ls.ensure_project(self._conn, self.project_title, self.names,
+                                          document_root=self.document_root, image_root=self.image_root)
+        return self._conn, self._pid
+
+    def request(self, req: Request) -> None:
+        """Push the images (pre-labels where there are some), then the bot annotates each pushed task."""
+        conn, pid = self._connect()
+        images = [Path(p).resolve() for p in req.images]
+        by_path = {Path(p).resolve(): pred for p, pred in req.predictions.items()}
+        preds = [by_path[p] for p in images if p in by_path and by_path[p].ok]
+        bare = [p for p in images if p not in by_path or not by_path[p].ok]
+        scores = {Path(k).resolve(): float(v) for k, v in req.scores.items()}
+        res = ls.push(conn, pid, preds, names=self.names, document_root=self.document_root, round_idx=req.round,
+                      model_version=req.model_version or "none", scores=scores or None, images=bare,
+                      batch_size=self.batch_size)
+        spec = ls.project_spec(conn, pid, self.names)
+        nc = len(self.names)
+        for path, task_id in res.task_ids.items():
+            truth = read_labels(label_path(path), nc)
+            w, h = image_size(path)
+            ls.submit_annotation(conn, task_id, label_regions(truth, w, h, self.names, spec))
+        self._pushed |= set(res.task_ids)
+        self._prelabels.update({Path(p.path).resolve(): p for p in preds})
+
+    def collect(self, images: Sequence[Path]) -> Annotations:
+        conn, pid = self._connect()
+        original = {Path(p).resolve(): Path(p) for p in images}
+        pulled = ls.pull(conn, pid, self.names, document_root=self.document_root)
+        out = Annotations()
+        for p, orig in original.items():
+            if p in pulled.labels:
+                out.labels[orig] = pulled.labels[p]
+                if p in self._pushed:
+                    counts = pulled.effort[p]
+                else:  # annotated earlier (e.g. by another arm of the experiment): these pre-labels vs final
+                    counts = effort_counts(_prelabels(self._prelabels.get(p), self.names), pulled.labels[p])
+                for k in BOX_EFFORT_KEYS:
+                    out.effort[k] += counts[k]
+        out.skipped = [original[p] for p in pulled.skipped if p in original]
+        missing = set(original) - set(pulled.labels) - set(pulled.skipped)
+        if missing:
+            log.warning("%d requested images are not annotated yet (e.g. %s)", len(missing), min(missing))
+        return out
+
+
+def _prelabels(pred: Prediction | None, names) -> np.ndarray:
+    """A prediction as YOLO labels, through the same regions the server would hold."""
+    if pred is None or not pred.ok or not len(pred.boxes):
+        return np.zeros((0, 5))
+    spec = LabelSpec.default(names)
+    regions = prediction_regions(pred.boxes, pred.cls, pred.conf, pred.width, pred.height, names, spec)
+    return regions_to_yolo(regions, spec, str(pred.path))

@@ -1,0 +1,259 @@
+"""ONE round of active learning, the same for both drivers (`simulate` and the scheduled job):
+
+    collect -> train -> evaluate -> score + select -> request -> collect -> record
+
+- collect: labels the annotator finished become the labels of record (detal.labels.LabelStore) and
+  join the labelled set in the round they were requested for;
+- train + evaluate: on exactly those labels, then mAP (overall and per class) on the fixed val split;
+- score + select: the strategy asks the scoring callback for the ids it needs; one model pass serves
+  scoring and pre-labels;
+- request: hand the batch (pre-labels, uncertainty, model version) to the annotator;
+- record: a RoundResult (the rows of metrics.csv and its companion tables); the driver writes them and
+  saves the ArmState.
+An annotator that finishes at once (the oracle, the simulated Label Studio bot) is collected in the same
+round; people in Label Studio are collected at the start of the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from detal.acquisition.selection import Selection, select, strategy as strategy_spec
+from detal.annotate import Annotations, Annotator, Request
+from detal.config import Config
+from detal.data import write_split_yaml
+from detal.labels import LabelStore
+from detal.progress import Progress
+from detal.scoring import ScoringPass, make_scorer, prelabels
+from detal.state import ArmState
+from detal.types import BOX_EFFORT_KEYS, EFFORT_KEYS
+
+log = logging.getLogger("detal")
+
+
+def seed_set(n_pool: int, fraction: float, seed: int) -> np.ndarray:
+    """The random seed set of one experiment seed (positions in the pool): shared by every arm."""
+    rng = np.random.default_rng(seed)
+    n = min(n_pool, max(1, round(fraction * n_pool)))
+    return np.sort(rng.choice(n_pool, size=n, replace=False))
+
+
+def selection_rng(seed: int, strategy: str) -> np.random.Generator:
+    # stable across processes (unlike hash()): same seed + strategy, same draws
+    return np.random.default_rng([seed, zlib.crc32(strategy.encode())])
+
+
+@dataclass
+class Arm:
+    """What the rounds of one arm share: the config, the pool as it is now, and the systems it talks to."""
+
+    cfg: Config
+    strategy: str
+    seed: int
+    images: tuple[Path, ...]  # the pool (train split) as it is now, sorted; ids are positions in it
+    keys: tuple[str, ...]  # detal.labels.image_key of each image
+    val: tuple[Path, ...]
+    names: tuple[str, ...]
+    backend: object  # detal.detector.Backend
+    annotator: Annotator
+    device: str
+    store: LabelStore
+    dir: Path  # round<R>/ folders go here
+    progress: Progress = field(default_factory=lambda: Progress(quiet=True))
+    experiment: str = ""
+
+    @property
+    def tag(self) -> str:
+        return f"[seed {self.seed} | {self.strategy}]"
+
+    @property
+    def threads(self) -> int | None:
+        """CPU training threads: the config's, else every core when no dataloader worker needs one."""
+        import os
+
+        if self.cfg.model.threads is not None:
+            return self.cfg.model.threads
+        return os.cpu_count() if self.cfg.model.workers == 0 else None
+
+    def path_of(self, key: str) -> Path:
+        return self.images[self._index[key]]
+
+    def __post_init__(self) -> None:
+        self._index = {k: i for i, k in enumerate(self.keys)}
+
+
+@dataclass
+class RoundResult:
+    metrics: dict  # one row of metrics.csv (METRIC_COLUMNS)
+    selections: list[dict] = field(default_factory=list)  # SELECTION_COLUMNS
+    per_class: list[dict] = field(default_factory=list)  # PER_CLASS_COLUMNS
+    selected_classes: list[dict] = field(default_factory=list)  # SELECTED_CLASS_COLUMNS
+    selected: int = 0
+
+
+@dataclass
+class Collected:
+    annotations: Annotations
+    joined: dict[int, list[str]] = field(default_factory=dict)  # round joined -> keys labelled now
+
+
+# ---------------------------------------------------------------- steps
+
+def collect(arm: Arm, state: ArmState) -> Collected:
+    """Finished labels of pending images become labels of record (written before the state records them)."""
+    waiting = [k for k in state.pending if k in arm._index]
+    out = Collected(Annotations())
+    if not waiting:
+        return out
+    ann = arm.annotator.collect([arm.path_of(k) for k in waiting])
+    by_path = {arm.path_of(k): k for k in waiting}
+    nc = len(arm.names)
+    for path, labels in ann.labels.items():
+        key = by_path.get(Path(path))
+        if key is None:
+            continue
+        arm.store.put(key, path, labels)
+        counts = np.bincount(np.asarray(labels)[:, 0].astype(np.int64), minlength=nc) if len(labels) else np.zeros(nc, np.int64)
+        out.joined.setdefault(state.label(key, counts), []).append(key)
+    for path in ann.skipped:
+        if (key := by_path.get(Path(path))) is not None:
+            state.skip(key)
+    out.annotations = ann
+    return out
+
+
+def request(arm: Arm, state: ArmState, ids: np.ndarray, round_idx: int, *, scores: dict[Path, float] | None = None,
+            scoring: ScoringPass | None = None, model_version: str = "seed") -> None:
+    """Hand pool ids to the annotator for `round_idx`, with pre-labels when it shows them."""
+    images = tuple(arm.images[int(i)] for i in ids)
+    preds = {}
+    if arm.annotator.needs_predictions and scoring is not None:
+        preds = {p.path: prelabels(p, arm.cfg.prelabel.conf) for p in scoring.predict(ids)}
+    state.request([arm.keys[int(i)] for i in ids], round_idx)
+    arm.annotator.request(Request(round_idx, images, preds, scores or {}, model_version))
+
+
+def train_and_evaluate(arm: Arm, state: ArmState, r: int, round_dir: Path):
+    cfg = arm.cfg
+    labelled = state.labelled_keys(arm.keys)
+    data_yaml = write_split_yaml(round_dir / "data.yaml", [arm.store.image(k) for k in labelled], list(arm.val),
+                                 arm.names)
+    source = state.weights if (cfg.model.warm_start and state.weights) else cfg.model.arch
+    n_boxes = int(state.class_counts(labelled, len(arm.names)).sum())
+    arm.progress.line(f"{arm.tag} round {r}/{cfg.schedule.rounds}: training {cfg.schedule.epochs_per_round} epochs "
+                      f"on {len(labelled)} images ({n_boxes} boxes)")
+    tr = arm.backend.train(source, data_yaml, cfg.schedule.epochs_per_round, round_dir, imgsz=cfg.model.imgsz,
+                           batch=cfg.model.batch, device=arm.device, seed=arm.seed, workers=cfg.model.workers,
+                           extra=dict(cfg.model.train_args), threads=arm.threads,
+                           on_epoch=arm.progress.epoch(f"{arm.tag} round {r}/{cfg.schedule.rounds}"))
+    t0 = time.perf_counter()
+    ev = arm.backend.evaluate(tr.weights, data_yaml, imgsz=cfg.model.imgsz, batch=cfg.scoring.batch, device=arm.device)
+    arm.progress.line(f"{arm.tag} round {r}/{cfg.schedule.rounds}: mAP50-95 {ev.map50_95:.3f}  mAP50 {ev.map50:.3f}  "
+                      f"({tr.seconds:.0f} s training)")
+    return tr, ev, labelled, n_boxes, time.perf_counter() - t0
+
+
+def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
+           labelled: list[str]) -> tuple[Selection, ScoringPass | None]:
+    """Score what the strategy asks for and select the next batch from the pool."""
+    cfg = arm.cfg
+    pool_ids = np.array([i for i, k in enumerate(arm.keys) if k not in state.taken()], dtype=np.int64)
+    budget = min(max(1, round(cfg.schedule.select_fraction * len(arm.images))), pool_ids.size)
+    spec = strategy_spec(arm.strategy)
+    scoring = None
+    if spec.scores or arm.annotator.needs_predictions:
+        scorer = make_scorer(cfg, weights, device=arm.device, features=spec.features, backend=arm.backend)
+        scoring = ScoringPass(scorer, arm.images, cfg.scoring, arm.names, audit=cfg.scoring.audit)
+    counts = state.class_counts(labelled, len(arm.names)) if cfg.selection.class_balance > 0 else None
+    sel = select(arm.strategy, pool_ids, budget, rng, scoring or _no_scoring, cfg.selection, counts)
+    return sel, scoring
+
+
+def _no_scoring(ids):
+    raise RuntimeError("this strategy declared that it scores nothing")
+
+
+# ---------------------------------------------------------------- the round
+
+def start(arm: Arm, seed_ids: np.ndarray) -> ArmState:
+    """A new arm: the seed set (random, no pre-labels: there is no model yet) is requested for round 1."""
+    state = ArmState(rng_state=selection_rng(arm.seed, arm.strategy).bit_generator.state)
+    request(arm, state, seed_ids, 1)
+    return state
+
+
+def run_round(arm: Arm, state: ArmState, r: int) -> RoundResult:
+    """Round r: collect -> train -> evaluate -> score + select -> request -> collect. Mutates `state`."""
+    cfg = arm.cfg
+    round_dir = arm.dir / f"round{r}"
+    early = collect(arm, state)
+    tr, ev, labelled, n_boxes, eval_s = train_and_evaluate(arm, state, r, round_dir)
+    state.epochs_trained += tr.epochs
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state.rng_state
+    row = {"experiment": arm.experiment, "strategy": arm.strategy, "seed": arm.seed, "round": r,
+           "epochs_trained": state.epochs_trained, "labeled_images": len(labelled), "labeled_boxes": n_boxes,
+           "map50_95": ev.map50_95, "map50": ev.map50, "train_seconds": round(tr.seconds, 2),
+           "eval_seconds": round(eval_s, 2), "select_seconds": 0.0, "scored_images": 0, "selected_images": 0,
+           **dict.fromkeys(EFFORT_KEYS, 0)}
+    result = RoundResult(row)
+    collected = [early]
+    pool_left = len(state.pool(arm.keys))
+    if r < cfg.schedule.rounds and pool_left:
+        t0 = time.perf_counter()
+        sel, scoring = choose(arm, state, tr.weights, rng, labelled)
+        row["select_seconds"] = round(time.perf_counter() - t0, 3)
+        row["scored_images"] = scoring.n_scored if scoring is not None else 0
+        images = [arm.images[int(i)] for i in sel.ids]
+        scores = {p: float(s) for p, s in zip(images, sel.scores)}
+        try:
+            request(arm, state, sel.ids, r + 1, scores=scores, scoring=scoring,
+                    model_version=f"{arm.experiment}-seed{arm.seed}-{arm.strategy}-round{r}")
+        finally:
+            if scoring is not None:
+                scoring.scorer.close()
+        row["selected_images"] = result.selected = int(sel.ids.size)
+        result.selections = [{"experiment": arm.experiment, "strategy": arm.strategy, "seed": arm.seed, "round": r,
+                              "image": str(p), "score": s, "source": src}
+                             for p, s, src in zip(images, sel.scores, sel.sources)]
+        if scoring is not None and scoring.audit_images is not None:
+            import pandas as pd
+
+            pd.DataFrame(scoring.audit_images).to_csv(round_dir / "scores.csv", index=False)
+            pd.DataFrame(scoring.audit_boxes).to_csv(round_dir / "scores_boxes.csv", index=False)
+        collected.append(collect(arm, state))
+        arm.progress.line(f"{arm.tag} round {r}/{cfg.schedule.rounds}: selected {sel.ids.size} images "
+                          f"(scored {row['scored_images']}, {row['select_seconds']:.1f} s)")
+    for c in collected:
+        for k in BOX_EFFORT_KEYS:
+            row[k] += int(c.annotations.effort.get(k, 0))
+        row["skipped"] += len(c.annotations.skipped)
+        result.selected_classes += class_rows(arm, state, c)
+    result.per_class = [{"experiment": arm.experiment, "strategy": arm.strategy, "seed": arm.seed, "round": r,
+                         "class_id": c, "class": arm.names[c], "instances": n, "ap50_95": ap, "ap50": ap50}
+                        for c, n, ap, ap50 in ev.per_class]
+    state.round_done, state.weights = r, str(tr.weights)
+    state.rng_state = rng.bit_generator.state
+    state.finished = r >= cfg.schedule.rounds or not pool_left
+    return result
+
+
+def class_rows(arm: Arm, state: ArmState, c: Collected) -> list[dict]:
+    """Boxes per class of the labels collected now, by the round whose selection asked for them (seed set: 0)."""
+    rows = []
+    nc = len(arm.names)
+    for joined, keys in sorted(c.joined.items()):
+        counts = state.class_counts(keys, nc)
+        images = np.zeros(nc, np.int64)
+        for k in keys:
+            images += np.asarray(state.boxes[k]) > 0
+        rows += [{"experiment": arm.experiment, "strategy": arm.strategy, "seed": arm.seed, "round": joined - 1,
+                  "class_id": ci, "class": arm.names[ci], "boxes": int(counts[ci]), "images": int(images[ci])}
+                 for ci in range(nc)]
+    return rows

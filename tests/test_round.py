@@ -1,0 +1,76 @@
+"""The round: what the annotator returns is what training reads and what the metrics count."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from detal.annotate import Annotations, Request
+from detal.config import parse_config
+from detal.data import label_path, load_dataset, read_labels
+from detal.simulate import run_experiment
+from detal.synthetic import generate
+from tests import fake_backend
+
+
+@pytest.fixture(scope="module")
+def data_yaml(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("shapes"), 60, seed=4, imgsz=64, val_fraction=0.25)
+
+
+class CorrectingAnnotator:
+    """Answers with its own labels: one box of class 5 in the image centre, whatever the files say."""
+
+    needs_predictions = True
+
+    def __init__(self):
+        self.requests: list[Request] = []
+
+    def request(self, req: Request) -> None:
+        self.requests.append(req)
+
+    def collect(self, images):
+        return Annotations(labels={Path(p): np.array([[5, 0.5, 0.5, 0.2, 0.2]]) for p in images})
+
+
+def _cfg(data_yaml, out, **over):
+    raw = {"experiment": "r", "data": str(data_yaml), "output_dir": str(out), "seeds": [0], "strategies": ["mix"],
+           "schedule": {"seed_fraction": 0.1, "select_fraction": 0.1, "epochs_per_round": 1, "total_epochs": 3}}
+    raw.update(over)
+    return parse_config(raw)
+
+
+def test_annotator_labels_are_the_labels_of_record(data_yaml, tmp_path):
+    ds = load_dataset(data_yaml)
+    before = {p: label_path(p).read_bytes() for p in ds.train}
+    ann = CorrectingAnnotator()
+    run_dir = run_experiment(_cfg(data_yaml, tmp_path), quiet=True, backend=fake_backend, annotator=ann)
+
+    m = pd.read_csv(run_dir / "metrics.csv")
+    assert (m["labeled_boxes"] == m["labeled_images"]).all()  # one box per image: the annotator's, not the files'
+    train_list = (run_dir / "seed0" / "mix" / "round3" / "data_train.txt").read_text().split()
+    assert len(train_list) == m["labeled_images"].iloc[-1]
+    for line in train_list:
+        img = Path(line)
+        assert img.is_symlink() and img.resolve() in set(ds.train)  # a link to the user's image...
+        np.testing.assert_allclose(read_labels(label_path(img), 6), [[5, 0.5, 0.5, 0.2, 0.2]])  # ...its labels ours
+    assert {p: label_path(p).read_bytes() for p in ds.train} == before  # the user's label files never change
+    made = pd.read_csv(run_dir / "selected_classes.csv")
+    assert set(made.loc[made.boxes > 0, "class_id"]) == {5}
+
+    # one model pass: the pre-labels handed over are predictions of the selected images, above prelabel.conf
+    model_reqs = [r for r in ann.requests if r.model_version != "seed"]
+    assert len(model_reqs) == 2 and all(set(r.predictions) == set(r.images) for r in model_reqs)
+    assert all((p.conf >= 0.25).all() for r in model_reqs for p in r.predictions.values())
+
+
+def test_pool_exhausted_trains_once_more_on_everything(data_yaml, tmp_path):
+    # 45 pool images: 20% seed + 50% + 50% would exceed the pool: round 2 takes the rest, round 3 trains on all
+    cfg = _cfg(data_yaml, tmp_path, strategies=["random"],
+               schedule={"seed_fraction": 0.2, "select_fraction": 0.5, "epochs_per_round": 1, "total_epochs": 5})
+    run_dir = run_experiment(cfg, quiet=True, backend=fake_backend)
+    m = pd.read_csv(run_dir / "metrics.csv")
+    assert m["labeled_images"].tolist() == [9, 31, 45]  # budget round(0.5 * 45) = 22 (half to even)  # the last batch was trained on, then it stopped
+    assert m["selected_images"].tolist() == [22, 14, 0]
