@@ -1,0 +1,136 @@
+"""tools/bench_label_efficiency.py against the fake detector: runs, resumes, adds seeds, prints the last line."""
+
+import importlib.util
+import math
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from detal.config import parse_config
+from detal.errors import DetalError
+from detal.report import stats
+from detal.synthetic import generate
+from tests import fake_backend
+
+ROOT = Path(__file__).resolve().parents[1]
+LAST = re.compile(r"^labels_saved_vs_random=(\S+) ci_low=(\S+) ci_high=(\S+) strategy=(\S+) dataset=(\S+)$")
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("bench_label_efficiency", ROOT / "tools" / "bench_label_efficiency.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bench = _tool()
+
+
+@pytest.fixture(scope="module")
+def data_yaml(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("shapes") / "tiny-shapes", 80, seed=3, imgsz=64, val_fraction=0.25)
+
+
+@pytest.fixture(autouse=True)
+def no_arm_reports(monkeypatch):
+    """run_experiment writes a report per arm folder (figures: seconds each); the study's own report is tested once."""
+    import detal.report
+
+    monkeypatch.setattr(detal.report, "write_report", lambda *a, **k: None)
+
+
+@pytest.fixture(scope="module")
+def study(data_yaml, tmp_path_factory):
+    import detal.report
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(detal.report, "write_report", lambda *a, **k: None)
+    cfg = _cfg(data_yaml, tmp_path_factory.mktemp("study"))
+    try:
+        return cfg, bench.run_study(cfg, backend=fake_backend, quiet=True, report=False)
+    finally:
+        mp.undo()
+
+
+def _cfg(data_yaml, out, seeds=(0, 1), strategies=("random", "entropy", "mix")):
+    return parse_config({"experiment": "le", "data": str(data_yaml), "output_dir": str(out), "seeds": list(seeds),
+                         "strategies": list(strategies),
+                         "schedule": {"seed_fraction": 0.1, "select_fraction": 0.1, "epochs_per_round": 1,
+                                      "total_epochs": 3}})
+
+
+def test_runs_every_arm_resumes_and_adds_seeds(data_yaml, tmp_path, monkeypatch):
+    cfg = _cfg(data_yaml, tmp_path, strategies=("random", "mix"))
+    df = bench.run_study(cfg, backend=fake_backend, quiet=True, report=False)
+    assert len(df) == 2 * 2 * 3  # seeds x strategies x rounds
+    assert set(df["experiment"]) == {"le"}
+    # same seed set for every arm of a seed: the first round trains on the same labelled images
+    first = df[df["round"] == 1].groupby("seed")["labeled_images"].nunique()
+    assert (first == 1).all()
+    trained = fake_backend.calls["train"]
+    bench.run_study(cfg, backend=fake_backend, quiet=True, report=False)
+    assert fake_backend.calls["train"] == trained  # everything finished: nothing retrained
+    more = _cfg(data_yaml, tmp_path, seeds=(0, 1, 2), strategies=("random", "mix"))
+    written = []
+    monkeypatch.setattr(bench, "write_report", lambda dirs, out: written.append((sorted(dirs), out)))
+    df3 = bench.run_study(more, backend=fake_backend, quiet=True)
+    assert fake_backend.calls["train"] == trained + 2 * 3  # only the new seed's arms
+    assert sorted(df3["seed"].unique()) == [0, 1, 2]
+    assert len(written[0][0]) == 6 and written[0][1] == tmp_path / "le" / "report"
+
+
+def test_numbers_are_the_reports_and_the_last_line(study):
+    cfg, df = study
+    lines = bench.format_study(df, bench.dataset_name(cfg))
+    m = LAST.match(lines[-1])
+    assert m, lines[-1]
+    assert m.group(4) == "mix" and m.group(5) == "tiny-shapes"
+    ls = stats.labels_saved(df, "mix", "random")
+    ratio = float(m.group(1))
+    assert ratio == pytest.approx(1 - ls.fraction, abs=1e-3)
+    assert float(m.group(2)) == pytest.approx(1 - ls.interval.high, abs=1e-3)
+    assert float(m.group(3)) == pytest.approx(1 - ls.interval.low, abs=1e-3)
+    text = "\n".join(lines)
+    for s in ("random", "entropy", "mix"):
+        assert re.search(rf"^{s}\s+2\s+3\s", text, re.M), s
+    assert LAST.match(bench.format_study(df, "d", headline="entropy")[-1]).group(4) == "entropy"
+    with pytest.raises(DetalError, match="headline"):
+        bench.format_study(df, "d", headline="random")
+
+
+def test_ratio_of_labels_saved():
+    iv = stats.Interval(0.25, -math.inf, 0.5, 3)
+    ls = stats.LabelsSaved(target=0.5, needed=75.0, baseline_needed=100.0, saved=25.0, fraction=0.25, interval=iv)
+    r = bench.Ratio.of(ls)
+    assert (r.value, r.low, r.high) == (0.75, 0.5, math.inf)
+    never = stats.LabelsSaved(0.5, math.nan, 100.0, math.nan, math.nan, stats.Interval(-math.inf, -math.inf, -math.inf, 3))
+    assert bench.Ratio.of(never).value == math.inf
+
+
+def test_requires_random_and_empty_study(data_yaml, tmp_path):
+    with pytest.raises(DetalError, match="random"):
+        bench.run_study(_cfg(data_yaml, tmp_path, strategies=("mix",)), backend=fake_backend, quiet=True)
+    cfg = _cfg(data_yaml, tmp_path / "none")
+    assert bench.study_metrics(cfg).empty
+    assert LAST.match(bench.format_study(bench.study_metrics(cfg), "d")[-1])
+
+
+def test_cli_overrides():
+    args = bench.build_parser().parse_args(["-c", "x.yaml", "--seeds", "0,1,2", "--strategies", "random,mix",
+                                            "--device", "0", "--set", "schedule.total_epochs=40"])
+    assert bench.overrides(args) == ["schedule.total_epochs=40", "seeds=[0,1,2]", "strategies=[random,mix]",
+                                     "model.device=0"]
+    assert bench.main(["-c", str(ROOT / "configs" / "nope.yaml")]) == 2
+
+
+def test_combined_report_and_time_split(study):
+    cfg, df = study
+    html = bench.write_report(bench.arm_dirs(cfg), out=cfg.output_dir / "le" / "report")
+    assert html.is_file() and "mix" in html.read_text()
+    t = bench.time_split(df)
+    assert list(t.columns) == ["train_seconds", "eval_seconds", "select_seconds"]
+    assert isinstance(t, pd.DataFrame) and set(t.index) == {"random", "entropy", "mix"}

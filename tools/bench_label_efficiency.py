@@ -1,0 +1,421 @@
+"""Label-efficiency study (issue 11): does a selection strategy reach random's mAP with fewer labels?
+
+Runs every strategy (arm) x seed of a config with detal's own driver (`detal.simulate.run_experiment`:
+same seed set and val split for every arm of a seed, same training recipe), then prints, per arm, the
+numbers of the report, computed by the report's own functions (`detal.report.stats`):
+
+- final mAP50-95 (mean, sd over seeds) and the paired difference to random with its bootstrap 95% interval;
+- the normalised area under the learning curve (mean mAP50-95 over the labelled-images range);
+- labels needed vs random, in images AND in boxes, with a bootstrap 95% interval over seeds.
+
+The ratio ("labels_saved_vs_random", images; "boxes ratio" in the table):
+
+    ratio = N_strategy / N_random
+
+N_strategy: the labelled images the strategy's mean learning curve (mean over seeds per round) needed
+to first reach random's final mean mAP50-95, linearly interpolated between rounds; N_random: the same
+for random's own curve (its final labelled count, or fewer if random peaked before its last round).
+ratio = 1 - `stats.labels_saved(...).fraction`: 1.0 is "as many labels as random", 0.70 is the issue's
+goal (30% fewer labels), `inf` means the strategy never reached random's final mAP in the rounds run.
+The interval is the same quantity on bootstrap resamples of the seeds' curves (10,000, fixed seed):
+`ci_high=inf` means some resamples never reached the target. A ratio below 1 only counts as a saving
+when ci_high < 1. A point estimate at the FIRST round (flagged "<=") may have needed even fewer.
+
+The last line printed is always
+
+    labels_saved_vs_random=<ratio> ci_low=<..> ci_high=<..> strategy=<name> dataset=<name>
+
+for the headline strategy (`--headline`; default `recommended` when it is an arm, else `mix`, else the
+first non-random arm: never the best of several arms, which would be a selection bias).
+
+Resuming: each (strategy, seed) arm is its own detal run folder,
+`<output_dir>/<experiment>/arms/<strategy>-seed<S>/<experiment>/`, so a killed study resumes where it
+stopped (finished rounds are kept, finished arms skipped), and seeds or strategies can be added later
+without invalidating finished arms. Seed sets and selection RNGs depend on the seed (and strategy)
+only, so this is the same experiment as one `detal simulate` run. Resume with the same settings,
+including `--device`: detal refuses a run folder written under a different config. The combined
+report (report.html, figures) goes to `<output_dir>/<experiment>/report/`.
+
+    python tools/bench_label_efficiency.py -c configs/study-shapes.yaml --device 0
+    python tools/bench_label_efficiency.py -c configs/study-shapes.yaml --seeds 0,1,2,3,4 --strategies random,mix
+    python tools/bench_label_efficiency.py -c configs/study-shapes.yaml --report-only   # numbers of what is done
+
+`--profile` instead times ONE round of training (setup, per-epoch compute, data loading, checkpoint
+writes), the evaluation and the scoring, for each `--variant` of `model.train_args`, interleaved
+repeats, medians: where does a round's time go?
+
+    python tools/bench_label_efficiency.py -c configs/study-shapes.yaml --profile --labelled 400 \\
+        --epochs 5 --repeats 3 --variant base= --variant ram=cache:ram
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+
+from detal.config import Config, load_config  # noqa: E402
+from detal.errors import DetalError  # noqa: E402
+from detal.report import load_runs, write_report  # noqa: E402
+from detal.report import stats  # noqa: E402
+
+BASELINE = "random"
+
+
+# ---------------------------------------------------------------- running
+
+def arm_config(cfg: Config, strategy: str, seed: int) -> Config:
+    """The config of one (strategy, seed) arm: its own run folder under the study's, same experiment name."""
+    out = cfg.output_dir / cfg.experiment / "arms" / f"{strategy}-seed{seed}"
+    return cfg.model_copy(update={"output_dir": out, "seeds": (seed,), "strategies": (strategy,)})
+
+
+def arm_dirs(cfg: Config) -> list[Path]:
+    """Run folders of the configured arms that have finished at least one round."""
+    dirs = [arm_config(cfg, s, seed).run_dir for seed in cfg.seeds for s in cfg.strategies]
+    return [d for d in dirs if (d / "metrics.csv").is_file()]
+
+
+def run_study(cfg: Config, *, backend=None, quiet: bool = False, report: bool = True) -> pd.DataFrame:
+    """Run (or resume) every arm x seed of `cfg`; return the metrics table of the configured arms.
+
+    Seeds outer, strategies inner: after each seed every arm has a paired result. `backend` is passed
+    to `run_experiment` (a fake in tests, the real detector when None).
+    """
+    from detal.simulate import run_experiment
+
+    if BASELINE not in cfg.strategies:
+        raise DetalError(f"strategies: {list(cfg.strategies)} has no '{BASELINE}' arm to compare against; add it")
+    for seed in cfg.seeds:
+        for s in cfg.strategies:
+            run_experiment(arm_config(cfg, s, seed), quiet=quiet, backend=backend)
+    df = study_metrics(cfg)
+    if report:
+        write_report(arm_dirs(cfg), out=cfg.output_dir / cfg.experiment / "report")
+    return df
+
+
+def study_metrics(cfg: Config) -> pd.DataFrame:
+    """metrics.csv of every configured arm folder that has results (empty table when none has)."""
+    dirs = arm_dirs(cfg)
+    if not dirs:
+        return pd.DataFrame(columns=["experiment", "strategy", "seed", "round"])
+    df = load_runs(dirs).metrics
+    df = df[df["strategy"].isin(cfg.strategies) & df["seed"].isin(cfg.seeds)]
+    return df.drop(columns=["source"], errors="ignore").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- numbers
+
+@dataclass(frozen=True)
+class Ratio:
+    """Labels needed relative to random (1 - LabelsSaved.fraction) with its bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+    seeds: int
+    at_first_point: bool = False
+
+    @classmethod
+    def of(cls, ls: stats.LabelsSaved) -> "Ratio":
+        def r(f: float) -> float:
+            return math.nan if math.isnan(f) else 1.0 - f  # fraction -inf ("not reached") -> ratio +inf
+
+        value = math.inf if (not ls.reached and not math.isnan(ls.target)) else r(ls.fraction)
+        return cls(value, r(ls.interval.high), r(ls.interval.low), ls.interval.n, ls.at_first_point)
+
+    def text(self) -> str:
+        if math.isnan(self.value):
+            return "n/a"
+        head = f"{'<=' if self.at_first_point else ''}{_num(self.value)}"
+        return head if math.isnan(self.low) else f"{head} [{_num(self.low)}, {_num(self.high)}]"
+
+
+def _num(x: float, fmt: str = ".3f") -> str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return format(x, fmt)
+
+
+def headline_strategy(strategies, requested: str | None = None) -> str | None:
+    others = [s for s in strategies if s != BASELINE]
+    if requested:
+        if requested not in others:
+            raise DetalError(f"--headline {requested!r} is not a non-random arm of this study ({', '.join(others)})")
+        return requested
+    for name in ("recommended", "mix"):
+        if name in others:
+            return name
+    return others[0] if others else None
+
+
+def study_rows(df: pd.DataFrame) -> list[dict]:
+    """One dict per strategy: summary_table's numbers plus the paired comparison with random."""
+    table = stats.summary_table(df)
+    rows = []
+    for s in table.index:
+        t = table.loc[s]
+        row = {"strategy": s, "seeds": int(t["seeds"]), "round": int(t["rounds"]), "images": int(t["labeled_images"]),
+               "boxes": int(t["labeled_boxes"]), "map": float(t["final_map50_95"]),
+               "map_sd": float(t["final_map50_95_sd"]), "auc": float(t["auc_map50_95"]),
+               "auc_sd": float(t["auc_map50_95_sd"]), "cmp": None}
+        if s != BASELINE and BASELINE in table.index:
+            c = stats.compare(df, s, BASELINE)
+            row.update(cmp=c, images_ratio=Ratio.of(c.images), boxes_ratio=Ratio.of(c.boxes))
+        rows.append(row)
+    order = {BASELINE: -1}
+    return sorted(rows, key=lambda r: order.get(r["strategy"], 0))
+
+
+def time_split(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean seconds per round by strategy: training, evaluation, scoring + selection."""
+    cols = ["train_seconds", "eval_seconds", "select_seconds"]
+    return df.groupby("strategy")[cols].mean().round(1)
+
+
+def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None) -> list[str]:
+    """The printed lines; the last one is the machine-readable `labels_saved_vs_random=...` line."""
+    if df.empty:
+        return ["no finished round yet", f"labels_saved_vs_random=nan ci_low=nan ci_high=nan strategy=none dataset={dataset}"]
+    rows = study_rows(df)
+    lines = [f"dataset {dataset}: {df['seed'].nunique()} seed(s), strategies {', '.join(r['strategy'] for r in rows)}",
+             "ratio = labels the strategy needed to reach random's final mAP50-95 / labels random needed "
+             "(< 1 saves labels; goal <= 0.70 with ci_high < 1)", ""]
+    head = (f"{'strategy':<12} {'seeds':>5} {'round':>5} {'images':>6} {'boxes':>6} {'final mAP50-95':>15} "
+            f"{'AUC':>13} {'diff vs random [95% CI]':>26} {'images ratio [95% CI]':>24} {'boxes ratio [95% CI]':>24}")
+    lines.append(head)
+    for r in rows:
+        diff = ims = bxs = ""
+        if r["cmp"] is not None:
+            d = r["cmp"].diff
+            diff = f"{d.estimate:+.3f}" + ("" if math.isnan(d.low) else f" [{d.low:+.3f}, {d.high:+.3f}]")
+            ims, bxs = r["images_ratio"].text(), r["boxes_ratio"].text()
+        sd = "" if math.isnan(r["map_sd"]) else f" ({r['map_sd']:.3f})"
+        auc_sd = "" if math.isnan(r["auc_sd"]) else f" ({r['auc_sd']:.3f})"
+        lines.append(f"{r['strategy']:<12} {r['seeds']:>5} {r['round']:>5} {r['images']:>6} {r['boxes']:>6} "
+                     f"{(_num(r['map']) + sd):>15} {(_num(r['auc']) + auc_sd):>13} {diff:>26} {ims:>24} {bxs:>24}")
+    lines += ["", "mean seconds per round (train / eval / score+select):"]
+    for s, t in time_split(df).iterrows():
+        lines.append(f"  {s:<12} {t['train_seconds']:7.1f} {t['eval_seconds']:6.1f} {t['select_seconds']:6.1f}")
+    name = headline_strategy([r["strategy"] for r in rows], headline)
+    hit = next((r for r in rows if r["strategy"] == name and r["cmp"] is not None), None)
+    if hit is None:
+        lines.append(f"labels_saved_vs_random=nan ci_low=nan ci_high=nan strategy={name or 'none'} dataset={dataset}")
+    else:
+        q = hit["images_ratio"]
+        lines.append(f"labels_saved_vs_random={_num(q.value)} ci_low={_num(q.low)} ci_high={_num(q.high)} "
+                     f"strategy={name} dataset={dataset}")
+    return lines
+
+
+def dataset_name(cfg: Config) -> str:
+    return cfg.data.resolve().parent.name
+
+
+# ---------------------------------------------------------------- profiling one round
+
+class _Clock:
+    """Ultralytics trainer callbacks -> wall-clock split of one training run."""
+
+    EVENTS = ("on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start", "on_train_epoch_start",
+              "on_train_batch_start", "on_train_batch_end", "on_train_epoch_end", "on_model_save",
+              "on_fit_epoch_end", "on_train_end")
+
+    def __init__(self):
+        self.t: list[tuple[str, float]] = []
+
+    def install(self):
+        from ultralytics.utils.callbacks import base
+
+        for e in self.EVENTS:
+            base.default_callbacks[e].append(self._hook(e))
+
+    def _hook(self, event):
+        def cb(_trainer):
+            self.t.append((event, time.perf_counter()))
+        cb.__qualname__ = f"detal_profile_{event}"
+        return cb
+
+    def split(self, t_start: float, t_end: float) -> dict[str, float]:
+        """Seconds by part: setup, compute (batches), data (waiting for the next batch), save, other."""
+        out = dict.fromkeys(("setup", "compute", "data", "save", "epoch_other", "teardown"), 0.0)
+        first = {}
+        for e, t in self.t:
+            first.setdefault(e, t)
+        out["setup"] = first["on_train_start"] - t_start
+        prev = None  # the last event time inside an epoch
+        for e, t in self.t:
+            if e == "on_train_epoch_start":
+                prev = t
+            elif e == "on_train_batch_start":
+                out["data"] += t - prev  # the loader producing this batch (the first one also builds the iterator)
+                prev = t
+            elif e == "on_train_batch_end":
+                out["compute"] += t - prev
+                prev = t
+            elif e == "on_train_epoch_end":
+                out["epoch_other"] += t - prev
+                prev = t
+            elif e == "on_model_save":
+                out["save"] += t - prev
+                prev = t
+            elif e == "on_fit_epoch_end":
+                out["epoch_other"] += t - prev
+                prev = None
+        last_fit = [t for e, t in self.t if e == "on_fit_epoch_end"][-1]
+        out["teardown"] = t_end - last_fit
+        self.t.clear()
+        return out
+
+
+def _parse_variant(text: str) -> tuple[str, dict]:
+    """'name=key:value,key:value' -> (name, train_args additions); values parsed as YAML."""
+    import yaml
+
+    name, _, body = text.partition("=")
+    extra = {}
+    for item in filter(None, body.split(",")):
+        k, _, v = item.partition(":")
+        extra[k.strip()] = yaml.safe_load(v)
+    return name.strip(), extra
+
+
+def profile_round(cfg: Config, variants: list[str], labelled: int, epochs: int, repeats: int,
+                  out_dir: Path, score: int) -> list[str]:
+    """Time one cold-start round (train `epochs` on `labelled` pool images, evaluate, score `score` images)
+    per variant, interleaved over `repeats`; medians per part. Also reports each variant's mAP50-95."""
+    import numpy as np
+
+    from detal import detector
+    from detal.data import write_split_yaml
+    from detal.scoring import ScoringPass, make_scorer
+    from detal.simulate import prepare_dataset
+    from detal.progress import Progress
+
+    ds = prepare_dataset(cfg, Progress(quiet=True))
+    rng = np.random.default_rng(0)
+    ids = np.sort(rng.choice(len(ds.train), size=min(labelled, len(ds.train)), replace=False))
+    rest = np.setdiff1d(np.arange(len(ds.train)), ids)
+    score_ids = rest[:score]
+    data_yaml = write_split_yaml(out_dir / "data.yaml", [ds.train[i] for i in ids], list(ds.val), ds.names)
+    device = detector.resolve_device(cfg.model.device)
+    threads = cfg.model.threads if cfg.model.threads is not None else (
+        __import__("os").cpu_count() if cfg.model.workers == 0 else None)
+    clock = _Clock()
+    clock.install()
+    parsed = [_parse_variant(v) for v in variants]
+    results: dict[str, list[dict]] = {n: [] for n, _ in parsed}
+    for rep in range(repeats):
+        for name, extra in parsed:
+            args = {**dict(cfg.model.train_args), **extra}
+            rd = out_dir / f"{name}-{rep}"
+            t0 = time.perf_counter()
+            tr = detector.train(cfg.model.arch, data_yaml, epochs, rd, imgsz=cfg.model.imgsz, batch=cfg.model.batch,
+                                device=device, seed=0, workers=cfg.model.workers, extra=args, threads=threads)
+            t1 = time.perf_counter()
+            part = clock.split(t0, t1)
+            ev = detector.evaluate(tr.weights, data_yaml, imgsz=cfg.model.imgsz, batch=cfg.scoring.batch, device=device)
+            t2 = time.perf_counter()
+            scorer = make_scorer(cfg, tr.weights, device=device, features=False, backend=detector)
+            sp = ScoringPass(scorer, ds.train, cfg.scoring, ds.names, audit=False)
+            sp(score_ids)
+            scorer.close()
+            t3 = time.perf_counter()
+            part.update(train=t1 - t0, eval=t2 - t1, score=t3 - t2, round=t3 - t0, map50_95=ev.map50_95)
+            results[name].append(part)
+            print(f"[{name} rep {rep}] " + " ".join(f"{k} {v:.3f}" for k, v in part.items()), flush=True)
+    keys = ("round", "train", "setup", "compute", "data", "save", "epoch_other", "teardown", "eval", "score")
+    lines = [f"one round, cold start: {len(ids)} labelled images, {epochs} epochs, val {len(ds.val)} images, "
+             f"scoring {len(score_ids)} images, imgsz {cfg.model.imgsz}, batch {cfg.model.batch}, device {device}, "
+             f"{repeats} interleaved repeats, medians in seconds",
+             f"{'variant':<16}" + "".join(f"{k:>12}" for k in keys) + f"{'mAP50-95':>20}"]
+    base = None
+    for name, _ in parsed:
+        med = {k: statistics.median(r[k] for r in results[name]) for k in keys}
+        maps = ", ".join(f"{r['map50_95']:.4f}" for r in results[name])
+        lines.append(f"{name:<16}" + "".join(f"{med[k]:12.2f}" for k in keys) + f"  {maps}")
+        base = base or med
+        if med is not base:
+            lines.append(f"{'':<16}round time vs {parsed[0][0]}: {med['round'] / base['round']:.3f}x")
+    per_epoch = {n: statistics.median((r["compute"] + r["data"] + r["save"] + r["epoch_other"]) / epochs
+                                      for r in results[n]) for n, _ in parsed}
+    lines.append("per epoch (compute + data + save + other): " + ", ".join(f"{n} {v:.2f} s" for n, v in per_epoch.items()))
+    (out_dir / "profile.json").write_text(json.dumps(results, indent=1))
+    return lines
+
+
+# ---------------------------------------------------------------- command line
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", required=True, help="study config, e.g. configs/study-shapes.yaml")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the config's)")
+    p.add_argument("--strategies", help="comma-separated arms, e.g. random,entropy,mix (must include random)")
+    p.add_argument("--device", help="model.device: auto | cpu | 0 | cuda:0 ... (default: the config's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument("--headline", help="strategy on the last line (default: recommended, else mix, else first)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: numbers of the finished rounds")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-round progress lines")
+    g = p.add_argument_group("profiling one round (--profile)")
+    g.add_argument("--profile", action="store_true", help="time one round per --variant instead of running the study")
+    g.add_argument("--variant", action="append", default=[], metavar="NAME=KEY:VALUE,...",
+                   help="train_args added to the config's, e.g. ram=cache:ram (default: base=)")
+    g.add_argument("--labelled", type=int, default=400, help="labelled images trained on (default 400)")
+    g.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
+    g.add_argument("--repeats", type=int, default=3, help="interleaved repeats per variant (default 3)")
+    g.add_argument("--score", type=int, default=400, help="unlabelled images scored (default 400)")
+    return p
+
+
+def overrides(args) -> list[str]:
+    out = list(args.set)
+    if args.seeds:
+        out.append(f"seeds=[{args.seeds}]")
+    if args.strategies:
+        out.append(f"strategies=[{args.strategies}]")
+    if args.device:
+        out.append(f"model.device={args.device}")
+    return out
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config, overrides(args))
+        if args.profile:
+            out = cfg.output_dir / cfg.experiment / "profile"
+            for line in profile_round(cfg, args.variant or ["base="], args.labelled, args.epochs, args.repeats,
+                                      out, args.score):
+                print(line)
+            return 0
+        if args.report_only:
+            df = study_metrics(cfg)
+            if not df.empty:
+                write_report(arm_dirs(cfg), out=cfg.output_dir / cfg.experiment / "report")
+        else:
+            df = run_study(cfg, quiet=args.quiet)
+        lines = format_study(df, dataset_name(cfg), args.headline)
+    except DetalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
