@@ -32,6 +32,9 @@ class Request:
     predictions: dict[Path, Prediction] = field(default_factory=dict)  # pre-labels (boxes >= prelabel.conf)
     scores: dict[Path, float] = field(default_factory=dict)  # uncertainty; NaN for unscored random picks
     model_version: str = "seed"
+    # images requested earlier and still open: their pre-labels are replaced by this model's (same pass)
+    refresh: tuple[Path, ...] = ()
+    sources: dict[Path, str] = field(default_factory=dict)  # "uncertainty" | "random" | "seed" | "val"
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Annotations:
     labels: dict[Path, np.ndarray] = field(default_factory=dict)  # (n, 5) cls cx cy w h; empty = "no objects"
     skipped: list[Path] = field(default_factory=list)  # skipped by the annotator: never turned into labels
     effort: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BOX_EFFORT_KEYS, 0))  # pre-labels vs final
+    effort_by_image: dict[Path, dict[str, int]] = field(default_factory=dict)  # the same, per image (when known)
 
 
 class Annotator(Protocol):

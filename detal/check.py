@@ -331,8 +331,13 @@ def _orphans(ds: Dataset, known: set[Path]) -> list[Problem]:
             sorted(found - known - listed)]
 
 
-def check_dataset(ds: Dataset) -> CheckReport:
-    """Check every image and label file of both splits; collect every problem (nothing raised, nothing written)."""
+def check_dataset(ds: Dataset, unlabelled_pool: bool = False) -> CheckReport:
+    """Check every image and label file of both splits; collect every problem (nothing raised, nothing written).
+
+    `unlabelled_pool` (the scheduled job): the train split is a pool waiting for annotators, so images without
+    a label file are expected, not noted, and an absent val split is allowed (detal reserves one). Label
+    files that do exist are checked all the same.
+    """
     t0 = time.perf_counter()
     yolo_data, pil_open = _ultralytics()
     problems: list[Problem] = []
@@ -360,7 +365,10 @@ def check_dataset(ds: Dataset) -> CheckReport:
             if verdict.kind is not None and KINDS[verdict.kind][0] == "exclude":
                 excluded[split].append((image, verdict.message))
                 continue
-            problems += _label_problems(image, lab, scan, verdict, split, shared[lab] > 1)
+            found = _label_problems(image, lab, scan, verdict, split, shared[lab] > 1)
+            if unlabelled_pool and split == "train":
+                found = [f for f in found if f.kind != "label-missing"]
+            problems += found
             usable += 1
             unlabelled += not scan.found
             boxes += len(scan.boxes)
@@ -369,7 +377,8 @@ def check_dataset(ds: Dataset) -> CheckReport:
                 boxes_pc[c] += n
                 images_pc[c] += 1
         counts[split] = SplitCounts(len(images), usable, boxes, unlabelled, tuple(boxes_pc), tuple(images_pc))
-        problems += _split_problems(ds, split, counts[split])
+        if not (unlabelled_pool and (split == "train" and usable or split == "val" and not images)):
+            problems += _split_problems(ds, split, counts[split])
     problems += _orphans(ds, known_labels)
     return CheckReport(ds.yaml_path, ds.root, ds.names, counts, tuple(problems), tuple(excluded["train"]),
                        tuple(excluded["val"]), time.perf_counter() - t0)

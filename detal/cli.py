@@ -94,6 +94,31 @@ def cmd_check(args) -> int:
     return 2 if report.fatal else 0
 
 
+def cmd_init(args) -> int:
+    from detal.cycle import init_project
+
+    print(init_project(_config(args), quiet=args.quiet))
+    return 0
+
+
+def cmd_cycle(args) -> int:
+    from detal.cycle import run_cycle
+
+    out = run_cycle(_config(args), quiet=args.quiet)
+    print(out.message)
+    return 0
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from detal.cycle import format_status, project_status
+
+    st = project_status(_config(args))
+    print(json.dumps(st, indent=2, default=str) if args.json else format_status(st))
+    return 0
+
+
 def cmd_ls_serve(args) -> int:
     from detal.labelstudio import server
 
@@ -221,6 +246,28 @@ def build_parser() -> argparse.ArgumentParser:
              "prints counts per split and class and problems per kind; exits 2 when training would fail or "
              "silently drop data. What detal does with each kind of bad input: docs/bad-input.md.")
     _config_args(p)
+
+    p = _add(sub, "init", cmd_init, "start a live Label Studio project: state, project, val set, seed set",
+             "Create the project's state (<output_dir>/<experiment>/project.sqlite) and its Label Studio project "
+             "(labelling config, local-files storage, a view sorted by uncertainty). The val set is the data.yaml's "
+             "labelled val split, else a sample of the pool pushed for annotation first. Images with a label file "
+             "are imported as the labelled seed; otherwise a random seed set is pushed. Safe to run twice.")
+    _config_args(p, "project config: data, labelstudio, cycle (see configs/project.yaml)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    p = _add(sub, "cycle", cmd_cycle, "one scheduled step: pull labels, retrain, select, push pre-labels",
+             "One idempotent step for cron: collect finished annotations; once cycle.min_new_labels new labels "
+             "arrived and the val set is annotated, retrain, evaluate on val, select the next batch and push it "
+             "with pre-labels (open tasks get the new model's pre-labels too). Exit 0 when done or waiting, 2 with "
+             "one line on failure; a second concurrent run exits at once. Killed, it resumes on the next run.")
+    _config_args(p, "project config (see configs/project.yaml)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    p = _add(sub, "status", cmd_status, "show a live project: counts, val mAP per round, pre-label quality, last run",
+             "Show the project's state: labelled, waiting and pool counts; val mAP per round; the random-share "
+             "estimates of pre-label quality; the last run's time, outcome and duration.")
+    _config_args(p, "project config (see configs/project.yaml)")
+    p.add_argument("--json", action="store_true", help="the same as JSON, for scripts and monitoring")
 
     p = _add(sub, "report", cmd_report, "(re)write the comparison report of one or more run folders",
              "Write report.html (self-contained), report.md and the figures from the tables of one or more run "

@@ -111,6 +111,28 @@ class ScoringConfig(_Model):
 
 class PrelabelConfig(_Model):
     conf: float = Field(0.25, ge=0, lt=1)
+    # one box per object for annotators: two near-identical boxes of different classes on one shape are a
+    # deletion each; class-agnostic suppression keeps the best class (scoring keeps every class vector)
+    agnostic: bool = True
+    agnostic_iou: float = Field(0.7, gt=0, le=1)
+
+
+class CycleConfig(_Model):
+    """The scheduled job (`detal init / cycle / status`) on a live Label Studio project."""
+
+    strategy: str = "mix"
+    seed: int = 0  # the project's random seed: seed set, val sample, selection RNG
+    min_new_labels: int = Field(1, ge=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1)  # reserved for evaluation when data.yaml has no labelled val
+    val_max: int = Field(300, ge=1)
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v: str) -> str:
+        from detal.acquisition.selection import STRATEGIES
+
+        lookup(STRATEGIES, v, "strategy")
+        return v
 
 
 class LabelStudioConfig(_Model):
@@ -136,6 +158,7 @@ class Config(_Model):
     scoring: ScoringConfig = ScoringConfig()
     prelabel: PrelabelConfig = PrelabelConfig()
     labelstudio: LabelStudioConfig = LabelStudioConfig()
+    cycle: CycleConfig = CycleConfig()
 
     @field_validator("strategies")
     @classmethod

@@ -181,8 +181,11 @@ def list_images(spec: Path) -> list[Path]:
     return list(scan.images)
 
 
-def load_dataset(data_yaml: str | Path) -> Dataset:
-    """Read a YOLO data.yaml; relative paths resolve against the yaml's folder (and its `path:`)."""
+def load_dataset(data_yaml: str | Path, require_val: bool = True) -> Dataset:
+    """Read a YOLO data.yaml; relative paths resolve against the yaml's folder (and its `path:`).
+
+    `require_val=False` (the scheduled job) accepts a data.yaml without `val`: it then reserves a sample
+    of the pool for evaluation."""
     yaml_path = Path(data_yaml).expanduser().resolve()
     if not yaml_path.is_file():
         raise DataError(f"{yaml_path}: dataset file not found; run `detal synth` or point `data:` at a YOLO data.yaml")
@@ -193,7 +196,7 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
     if not isinstance(raw, dict):
         raise DataError(f"{yaml_path}: expected a mapping with train, val and names")
     for key in ("train", "val", "names"):
-        if key not in raw:
+        if key not in raw and (key != "val" or require_val):
             raise DataError(f"{yaml_path}: missing key '{key}'; a detection data.yaml needs train, val and names")
     names = _names_from(raw["names"], yaml_path)
     if "nc" in raw and raw["nc"] != len(names):
@@ -201,8 +204,8 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
                         f"set nc: {len(names)} or delete the nc line")
     root = Path(str(raw.get("path") or "."))
     root = root if root.is_absolute() else (yaml_path.parent / root).resolve()
-    splits, specs = {}, {}
-    for key in ("train", "val"):
+    splits, specs = {"val": ()}, {"val": None}
+    for key in ("train", "val") if "val" in raw else ("train",):
         if not isinstance(raw[key], str):
             raise DataError(f"{yaml_path}: '{key}' must be one folder or .txt path (lists are not supported)")
         spec = Path(raw[key]).expanduser()

@@ -30,7 +30,7 @@ from detal.config import Config
 from detal.data import write_split_yaml
 from detal.labels import LabelStore
 from detal.progress import Progress
-from detal.scoring import ScoringPass, make_scorer, prelabels
+from detal.scoring import ScoringPass, make_scorer, prelabels_for
 from detal.state import ArmState
 from detal.types import BOX_EFFORT_KEYS, EFFORT_KEYS
 
@@ -67,6 +67,13 @@ class Arm:
     dir: Path  # round<R>/ folders go here
     progress: Progress = field(default_factory=lambda: Progress(quiet=True))
     experiment: str = ""
+    live: bool = False  # a live project: rounds go on, there is no "of N"
+
+    def label(self, r: int) -> str:
+        return f"{self.tag} round {r}" + ("" if self.live else f"/{self.cfg.schedule.rounds}")
+
+    def model_version(self, r: int) -> str:
+        return f"{self.experiment}-seed{self.seed}-{self.strategy}-round{r}"
 
     @property
     def tag(self) -> str:
@@ -129,14 +136,19 @@ def collect(arm: Arm, state: ArmState) -> Collected:
 
 
 def request(arm: Arm, state: ArmState, ids: np.ndarray, round_idx: int, *, scores: dict[Path, float] | None = None,
-            scoring: ScoringPass | None = None, model_version: str = "seed") -> None:
+            scoring: ScoringPass | None = None, model_version: str = "seed", sources=None) -> None:
     """Hand pool ids to the annotator for `round_idx`, with pre-labels when it shows them."""
     images = tuple(arm.images[int(i)] for i in ids)
+    # still-open requests get this model's pre-labels too: a task left with an older model_version loses
+    # its pre-labels from the label stream once the project moves on
+    open_ids = [i for i, k in enumerate(arm.keys) if k in state.pending]
     preds = {}
     if arm.annotator.needs_predictions and scoring is not None:
-        preds = {p.path: prelabels(p, arm.cfg.prelabel.conf) for p in scoring.predict(ids)}
+        preds = {p.path: prelabels_for(p, arm.cfg) for p in scoring.predict([*map(int, ids), *open_ids])}
     state.request([arm.keys[int(i)] for i in ids], round_idx)
-    arm.annotator.request(Request(round_idx, images, preds, scores or {}, model_version))
+    arm.annotator.request(Request(round_idx, images, preds, scores or {}, model_version,
+                                  refresh=tuple(arm.images[i] for i in open_ids) if preds else (),
+                                  sources=dict(zip(images, sources or ()))))
 
 
 def train_and_evaluate(arm: Arm, state: ArmState, r: int, round_dir: Path):
@@ -146,15 +158,15 @@ def train_and_evaluate(arm: Arm, state: ArmState, r: int, round_dir: Path):
                                  arm.names)
     source = state.weights if (cfg.model.warm_start and state.weights) else cfg.model.arch
     n_boxes = int(state.class_counts(labelled, len(arm.names)).sum())
-    arm.progress.line(f"{arm.tag} round {r}/{cfg.schedule.rounds}: training {cfg.schedule.epochs_per_round} epochs "
+    arm.progress.line(f"{arm.label(r)}: training {cfg.schedule.epochs_per_round} epochs "
                       f"on {len(labelled)} images ({n_boxes} boxes)")
     tr = arm.backend.train(source, data_yaml, cfg.schedule.epochs_per_round, round_dir, imgsz=cfg.model.imgsz,
                            batch=cfg.model.batch, device=arm.device, seed=arm.seed, workers=cfg.model.workers,
                            extra=dict(cfg.model.train_args), threads=arm.threads,
-                           on_epoch=arm.progress.epoch(f"{arm.tag} round {r}/{cfg.schedule.rounds}"))
+                           on_epoch=arm.progress.epoch(arm.label(r)))
     t0 = time.perf_counter()
     ev = arm.backend.evaluate(tr.weights, data_yaml, imgsz=cfg.model.imgsz, batch=cfg.scoring.batch, device=arm.device)
-    arm.progress.line(f"{arm.tag} round {r}/{cfg.schedule.rounds}: mAP50-95 {ev.map50_95:.3f}  mAP50 {ev.map50:.3f}  "
+    arm.progress.line(f"{arm.label(r)}: mAP50-95 {ev.map50_95:.3f}  mAP50 {ev.map50:.3f}  "
                       f"({tr.seconds:.0f} s training)")
     return tr, ev, labelled, n_boxes, time.perf_counter() - t0
 
@@ -188,8 +200,11 @@ def start(arm: Arm, seed_ids: np.ndarray) -> ArmState:
     return state
 
 
-def run_round(arm: Arm, state: ArmState, r: int) -> RoundResult:
-    """Round r: collect -> train -> evaluate -> score + select -> request -> collect. Mutates `state`."""
+def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
+    """Round r: collect -> train -> evaluate -> score + select -> request -> collect. Mutates `state`.
+
+    `last`: nothing is selected after it (an experiment's final round); a live project has none.
+    """
     cfg = arm.cfg
     round_dir = arm.dir / f"round{r}"
     early = collect(arm, state)
@@ -205,7 +220,7 @@ def run_round(arm: Arm, state: ArmState, r: int) -> RoundResult:
     result = RoundResult(row)
     collected = [early]
     pool_left = len(state.pool(arm.keys))
-    if r < cfg.schedule.rounds and pool_left:
+    if not last and pool_left:
         t0 = time.perf_counter()
         sel, scoring = choose(arm, state, tr.weights, rng, labelled)
         row["select_seconds"] = round(time.perf_counter() - t0, 3)
@@ -213,8 +228,8 @@ def run_round(arm: Arm, state: ArmState, r: int) -> RoundResult:
         images = [arm.images[int(i)] for i in sel.ids]
         scores = {p: float(s) for p, s in zip(images, sel.scores)}
         try:
-            request(arm, state, sel.ids, r + 1, scores=scores, scoring=scoring,
-                    model_version=f"{arm.experiment}-seed{arm.seed}-{arm.strategy}-round{r}")
+            request(arm, state, sel.ids, r + 1, scores=scores, scoring=scoring, sources=sel.sources,
+                    model_version=arm.model_version(r))
         finally:
             if scoring is not None:
                 scoring.scorer.close()
@@ -228,7 +243,7 @@ def run_round(arm: Arm, state: ArmState, r: int) -> RoundResult:
             pd.DataFrame(scoring.audit_images).to_csv(round_dir / "scores.csv", index=False)
             pd.DataFrame(scoring.audit_boxes).to_csv(round_dir / "scores_boxes.csv", index=False)
         collected.append(collect(arm, state))
-        arm.progress.line(f"{arm.tag} round {r}/{cfg.schedule.rounds}: selected {sel.ids.size} images "
+        arm.progress.line(f"{arm.label(r)}: selected {sel.ids.size} images "
                           f"(scored {row['scored_images']}, {row['select_seconds']:.1f} s)")
     for c in collected:
         for k in BOX_EFFORT_KEYS:
@@ -240,7 +255,7 @@ def run_round(arm: Arm, state: ArmState, r: int) -> RoundResult:
                         for c, n, ap, ap50 in ev.per_class]
     state.round_done, state.weights = r, str(tr.weights)
     state.rng_state = rng.bit_generator.state
-    state.finished = r >= cfg.schedule.rounds or not pool_left
+    state.finished = last or not pool_left
     return result
 
 

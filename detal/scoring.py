@@ -37,10 +37,37 @@ def make_scorer(cfg: Config, weights: Path, *, device: str, features: bool = Fal
                           conf=min(sc.conf, cfg.prelabel.conf), iou=sc.iou, workers=sc.workers, features=features)
 
 
-def prelabels(pred: Prediction, conf: float) -> Prediction:
-    """The boxes shown to annotators: those at or above the pre-label threshold."""
-    keep = pred.conf >= conf
+def prelabels(pred: Prediction, conf: float, agnostic_iou: float | None = None) -> Prediction:
+    """The boxes shown to annotators: those at or above the pre-label threshold, and with `agnostic_iou`
+    one box per object (greedy class-agnostic suppression: the best-scored class wins)."""
+    keep = np.flatnonzero(pred.conf >= conf)
+    if agnostic_iou is not None and len(keep) > 1:
+        keep = keep[_agnostic_nms(pred.boxes[keep], pred.conf[keep], agnostic_iou)]
     return replace(pred, boxes=pred.boxes[keep], conf=pred.conf[keep], cls=pred.cls[keep], probs=pred.probs[keep])
+
+
+def _agnostic_nms(xyxy: np.ndarray, conf: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy NMS over all classes together, in descending confidence."""
+    order = np.argsort(-conf, kind="stable")
+    x0, y0, x1, y1 = (xyxy[:, i].astype(np.float64) for i in range(4))
+    area = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    kept: list[int] = []
+    for i in order:
+        if kept:
+            k = np.asarray(kept)
+            inter = (np.clip(np.minimum(x1[i], x1[k]) - np.maximum(x0[i], x0[k]), 0, None)
+                     * np.clip(np.minimum(y1[i], y1[k]) - np.maximum(y0[i], y0[k]), 0, None))
+            union = area[i] + area[k] - inter
+            if (inter / np.where(union > 0, union, 1.0) > iou).any():
+                continue
+        kept.append(int(i))
+    return np.sort(np.asarray(kept, dtype=np.int64))
+
+
+def prelabels_for(pred: Prediction, cfg: Config) -> Prediction:
+    """Pre-labels with the config's threshold and suppression rule."""
+    pc = cfg.prelabel
+    return prelabels(pred, pc.conf, pc.agnostic_iou if pc.agnostic else None)
 
 
 class ScoringPass:

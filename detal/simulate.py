@@ -79,9 +79,9 @@ def _oracle(cfg: Config, ds: Dataset) -> Annotator:
 
 
 def _labelstudio(cfg: Config, ds: Dataset) -> Annotator:
-    from detal.labelstudio.annotator import LabelStudioAnnotator
+    from detal.labelstudio.annotator import BotAnnotator
 
-    return LabelStudioAnnotator.from_config(cfg, ds)
+    return BotAnnotator.from_config(cfg, ds)
 
 
 ANNOTATORS: dict[str, Callable[[Config, Dataset], Annotator]] = {"oracle": _oracle, "labelstudio": _labelstudio}
@@ -169,7 +169,7 @@ def run_arm(cfg: Config, ds: Dataset, keys: tuple[str, ...], seed: int, strategy
     else:
         state = start(arm, seed_set(len(ds.train), cfg.schedule.seed_fraction, seed))
     for r in range(state.round_done + 1, cfg.schedule.rounds + 1):
-        res = run_round(arm, state, r)
+        res = run_round(arm, state, r, last=r == cfg.schedule.rounds)
         # tables first, then state: a crash between the two re-runs this round (the report keeps the last rows)
         append_rows(cfg.run_dir / "metrics.csv", [res.metrics], METRIC_COLUMNS)
         append_rows(cfg.run_dir / "selections.csv", res.selections, SELECTION_COLUMNS)

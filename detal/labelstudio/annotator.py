@@ -1,10 +1,11 @@
-"""The simulated annotator of `simulate` through a real Label Studio server: push pre-labels, a bot annotates,
-pull back.
+"""Annotators in a Label Studio project: `request` pushes tasks with pre-labels, `collect` pulls what is done.
 
-The bot submits the ground-truth boxes (the label files next to the images) as the annotation of each
-pushed task, exactly where a human would correct the pre-labels; the labels then come back through
-`client.pull`, so an experiment exercises the whole round trip. Ground-truth boxes reaching outside the
-image come back clipped to it, as YOLO trains on them anyway.
+`LabelStudioAnnotator` is the live one (people annotate, the scheduled job collects at its next run).
+`BotAnnotator`, the simulated annotator of `simulate`, is the same plus a bot that submits the
+ground-truth boxes (the label files next to the images) as the annotation of each pushed task, exactly
+where a human would correct the pre-labels; the labels then come back through `client.pull`, so an
+experiment exercises the whole round trip. Ground-truth boxes reaching outside the image come back
+clipped to it, as YOLO trains on them anyway.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class LabelStudioAnnotator:
-    """detal.annotate.Annotator through a live server, with a ground-truth bot in place of people."""
+    """detal.annotate.Annotator through a live server: people annotate in their own time."""
 
     needs_predictions = True
 
@@ -63,25 +64,31 @@ class LabelStudioAnnotator:
                                           document_root=self.document_root, image_root=self.image_root)
         return self._conn, self._pid
 
-    def request(self, req: Request) -> None:
-        """Push the images (pre-labels where there are some), then the bot annotates each pushed task."""
+    def prepare(self) -> None:
+        """Project, local-files storage and the annotators' view (most uncertain first), before any push."""
         conn, pid = self._connect()
-        images = [Path(p).resolve() for p in req.images]
+        ls.ensure_view(conn, pid)
+
+    def task_keys(self) -> dict[str, int]:
+        """Every task of the project: image key (relative to the document root) -> task id."""
+        conn, pid = self._connect()
+        return ls.task_keys(conn, pid)
+
+    def request(self, req: Request) -> ls.PushResult:
+        """Push the images (pre-labels where there are some) and refresh still-open tasks to this model."""
+        conn, pid = self._connect()
+        images = [Path(p).resolve() for p in (*req.images, *req.refresh)]
         by_path = {Path(p).resolve(): pred for p, pred in req.predictions.items()}
         preds = [by_path[p] for p in images if p in by_path and by_path[p].ok]
         bare = [p for p in images if p not in by_path or not by_path[p].ok]
         scores = {Path(k).resolve(): float(v) for k, v in req.scores.items()}
+        extra = {Path(p): {"source": s, **({"split": "val"} if s == "val" else {})} for p, s in req.sources.items()}
         res = ls.push(conn, pid, preds, names=self.names, document_root=self.document_root, round_idx=req.round,
                       model_version=req.model_version or "none", scores=scores or None, images=bare,
-                      batch_size=self.batch_size)
-        spec = ls.project_spec(conn, pid, self.names)
-        nc = len(self.names)
-        for path, task_id in res.task_ids.items():
-            truth = read_labels(label_path(path), nc)
-            w, h = image_size(path)
-            ls.submit_annotation(conn, task_id, label_regions(truth, w, h, self.names, spec))
+                      batch_size=self.batch_size, extra=extra)
         self._pushed |= set(res.task_ids)
         self._prelabels.update({Path(p.path).resolve(): p for p in preds})
+        return res
 
     def collect(self, images: Sequence[Path]) -> Annotations:
         conn, pid = self._connect()
@@ -91,10 +98,11 @@ class LabelStudioAnnotator:
         for p, orig in original.items():
             if p in pulled.labels:
                 out.labels[orig] = pulled.labels[p]
-                if p in self._pushed:
-                    counts = pulled.effort[p]
+                if p in self._pushed or p not in self._prelabels:
+                    counts = pulled.effort[p]  # against the prediction the annotator started from
                 else:  # annotated earlier (e.g. by another arm of the experiment): these pre-labels vs final
                     counts = effort_counts(_prelabels(self._prelabels.get(p), self.names), pulled.labels[p])
+                out.effort_by_image[orig] = counts
                 for k in BOX_EFFORT_KEYS:
                     out.effort[k] += counts[k]
         out.skipped = [original[p] for p in pulled.skipped if p in original]
@@ -102,6 +110,21 @@ class LabelStudioAnnotator:
         if missing:
             log.warning("%d requested images are not annotated yet (e.g. %s)", len(missing), min(missing))
         return out
+
+
+class BotAnnotator(LabelStudioAnnotator):
+    """The simulated annotator of `simulate`: a bot answers every pushed task with the ground truth."""
+
+    def request(self, req: Request) -> ls.PushResult:
+        res = super().request(req)
+        conn, pid = self._connect()
+        spec = ls.project_spec(conn, pid, self.names)
+        nc = len(self.names)
+        for path, task_id in res.task_ids.items():
+            truth = read_labels(label_path(path), nc)
+            w, h = image_size(path)
+            ls.submit_annotation(conn, task_id, label_regions(truth, w, h, self.names, spec))
+        return res
 
 
 def _prelabels(pred: Prediction | None, names) -> np.ndarray:

@@ -83,15 +83,35 @@ def _api_error(what: str, exc: Exception, secret: _Secret | None) -> LabelStudio
     return LabelStudioError(secret.scrub(msg) if secret else msg)
 
 
+RETRIES = 4  # attempts for a call that meets a 5xx or a dropped connection
+BACKOFF_S = 0.5  # first wait; doubles each time (0.5, 1, 2 s)
+
+
+def _transient(exc: Exception) -> bool:
+    import httpx
+
+    status = getattr(exc, "status_code", None)
+    return isinstance(exc, (httpx.TransportError,)) or (isinstance(status, int) and status >= 500)
+
+
 def _call(conn: Connection, what: str, fn: Callable, *args, **kwargs):
-    """Run one SDK call; any HTTP/API failure becomes one LabelStudioError without the token."""
+    """Run one SDK call with bounded retries on 5xx and connection errors (exponential backoff); any
+    failure that remains becomes one LabelStudioError without the token."""
+    import time
+
     import httpx
     from label_studio_sdk.core.api_error import ApiError
 
-    try:
-        return fn(*args, **kwargs)
-    except (ApiError, httpx.HTTPError) as exc:
-        raise _api_error(what, exc, conn._secret) from None
+    for attempt in range(RETRIES):
+        try:
+            return fn(*args, **kwargs)
+        except (ApiError, httpx.HTTPError) as exc:
+            if attempt + 1 < RETRIES and _transient(exc):
+                log.warning("Label Studio %s failed (%s); retrying in %.1f s", what,
+                            conn._secret.scrub(type(exc).__name__), BACKOFF_S * 2 ** attempt)
+                time.sleep(BACKOFF_S * 2 ** attempt)
+                continue
+            raise _api_error(what, exc, conn._secret) from None
 
 
 def connect(url: str, api_key: str | None, *, timeout: float = 60.0,
@@ -217,6 +237,25 @@ def _existing_tasks(conn: Connection, project_id: int) -> dict[str, Any]:
     return out
 
 
+ANNOTATOR_VIEW = "detal: most uncertain first"
+
+
+def ensure_view(conn: Connection, project_id: int) -> int:
+    """A Data Manager tab for annotators: tasks without annotations, most uncertain first (idempotent)."""
+    for v in _call(conn, "view list", conn.client.views.list, project=project_id):
+        if ((getattr(v, "data", None) or {}).get("title")) == ANNOTATOR_VIEW:
+            return int(v.id)
+    data = {"title": ANNOTATOR_VIEW, "ordering": ["-tasks:data.uncertainty"],
+            "filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}}
+    return int(_call(conn, "view create", conn.client.views.create, project=project_id, data=data).id)
+
+
+def task_keys(conn: Connection, project_id: int) -> dict[str, int]:
+    """Every task of the project by image key -> task id (how a later run finds what an earlier one pushed)."""
+    return {k: int(t.id) for k, t in _existing_tasks(conn, project_id).items()}
+
+
 # ---------------------------------------------------------------- push
 
 @dataclass
@@ -238,13 +277,13 @@ def _score_of(scores, i: int, path: Path) -> float | None:
         return None
     if not math.isfinite(float(s)):
         raise LabelStudioError(f"uncertainty score for {path} is {s}; scores must be finite numbers")
-    return float(s)
+    return round(float(s), 4)  # a number (sortable), not 15 decimals
 
 
 def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *, names: Sequence[str],
          document_root: Path, round_idx: int, model_version: str,
          scores: Mapping[Path, float] | Sequence[float] | np.ndarray | None = None,
-         images: Sequence[Path] = (), batch_size: int = 1000) -> PushResult:
+         images: Sequence[Path] = (), batch_size: int = 1000, extra: Mapping[Path, dict] | None = None) -> PushResult:
     """Import one task per prediction (bulk batches), each with ONE prediction holding all its boxes.
 
     Task data: image URL, path key, uncertainty, round (sortable Data Manager columns). Tasks that
@@ -252,7 +291,9 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
     The project's model_version is set to `model_version` so the pre-labels are visible.
     `images` are pushed as tasks without pre-labels (e.g. before the first model exists);
     `scores` (dict by path, or aligned with `predictions`) covers `predictions` only; an image without
-    a score (NaN, e.g. a random pick) gets no uncertainty value in its task data.
+    a score (NaN, e.g. a random pick) gets no uncertainty value in its task data. `extra` adds task data
+    columns per image (e.g. split: val). New tasks are imported in descending uncertainty: the default
+    label stream serves tasks by id, so the most uncertain come first.
     """
     if not model_version:
         raise LabelStudioError("model_version must be a non-empty string (the round's model name)")
@@ -289,6 +330,10 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
         if key not in seen:
             seen.add(key)
             items.append((path, key, {"image": image_url(key), "path": key, "round": int(round_idx)}, None))
+    extra = {Path(k).resolve(): v for k, v in (extra or {}).items()}
+    for path, _, data, _ in items:
+        data.update(extra.get(path, {}))
+    items.sort(key=lambda it: -it[2].get("uncertainty", -math.inf))  # stable: unscored keep their order, last
     if not items:
         return result
     ensure_storage(conn, project_id, [path.parent for path, *_ in items], document_root=document_root)

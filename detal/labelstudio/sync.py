@@ -32,7 +32,7 @@ def model_version(weights: Path) -> str:
 def push_folder(cfg: Config, ds: Dataset, conn, pid: int, root: Path, *, weights: Path, images: Path,
                 round_idx: int, version: str | None = None):
     from detal import detector
-    from detal.scoring import image_scores_for, make_scorer, prelabels
+    from detal.scoring import image_scores_for, make_scorer, prelabels_for
 
     if not weights.is_file():
         raise DetalError(f"--weights {weights}: file not found; give a trained .pt")
@@ -42,7 +42,7 @@ def push_folder(cfg: Config, ds: Dataset, conn, pid: int, root: Path, *, weights
     with make_scorer(cfg, weights, device=detector.resolve_device(cfg.model.device)) as scorer:
         preds = scorer.predict(paths)
     scores = image_scores_for(preds, cfg.scoring)
-    preds = [prelabels(p, cfg.prelabel.conf) for p in preds]
+    preds = [prelabels_for(p, cfg) for p in preds]
     version = version or model_version(weights)
     res = ls.push(conn, pid, preds, names=list(ds.names), document_root=root, round_idx=round_idx,
                   model_version=version, scores=np.asarray(scores), batch_size=cfg.labelstudio.batch_size)

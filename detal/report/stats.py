@@ -85,19 +85,25 @@ def _quantiles(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _sample(diffs, keep) -> tuple[np.ndarray, Interval | None]:
+    """The kept differences, and the interval to return at once when there are too few for one."""
+    d = np.asarray(diffs, dtype=float)[keep]
+    if d.size == 0:
+        return d, Interval(math.nan, math.nan, math.nan, 0)
+    if d.size < 2:
+        return d, Interval(float(d.mean()), math.nan, math.nan, 1)
+    return d, None
+
+
 def paired_bootstrap(diffs, n_boot: int = N_BOOT, level: float = LEVEL, seed: int = BOOT_SEED) -> Interval:
     """Mean of per-seed paired differences with a percentile bootstrap interval (resampling seeds).
 
     -inf entries (a seed that never reached a target) are allowed: they pull the low end to -inf.
     """
-    d = np.asarray(diffs, dtype=float)
-    d = d[~np.isnan(d)]
-    n = d.size
-    if n == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    est = float(d.mean())
-    if n < 2:
-        return Interval(est, math.nan, math.nan, n)
+    d, short = _sample(diffs, keep=~np.isnan(np.asarray(diffs, dtype=float)))
+    if short is not None:
+        return short
+    n, est = d.size, float(d.mean())
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
     return Interval(est, *_quantiles(means, level), n)
@@ -105,14 +111,10 @@ def paired_bootstrap(diffs, n_boot: int = N_BOOT, level: float = LEVEL, seed: in
 
 def t_interval(diffs) -> Interval:
     """Mean of paired differences with a 95% Student-t interval (wide with few seeds, as it should be)."""
-    d = np.asarray(diffs, dtype=float)
-    d = d[np.isfinite(d)]
-    n = d.size
-    if n == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    est = float(d.mean())
-    if n < 2:
-        return Interval(est, math.nan, math.nan, n)
+    d, short = _sample(diffs, keep=np.isfinite(np.asarray(diffs, dtype=float)))
+    if short is not None:
+        return short
+    n, est = d.size, float(d.mean())
     half = _t95(n - 1) * float(d.std(ddof=1)) / math.sqrt(n)
     return Interval(est, est - half, est + half, n)
 

@@ -7,7 +7,7 @@ import pytest
 
 from detal.annotate import Request
 from detal.data import label_path, read_labels
-from detal.labelstudio.annotator import LabelStudioAnnotator
+from detal.labelstudio.annotator import BotAnnotator
 
 
 from tests.labelstudio.helpers import NAMES, make_images, pred_of
@@ -27,7 +27,7 @@ def test_oracle_returns_ground_truth(ls_server):
     data = make_images(folder, 6, seed=11, boxes_per_image=2)
     paths = [p.resolve() for p, _ in data]
     truth = {p: read_labels(label_path(p), len(NAMES)) for p in paths}
-    oracle = LabelStudioAnnotator(url=ls_server.url, api_key=ls_server.token, project_title="test-oracle", names=NAMES,
+    oracle = BotAnnotator(url=ls_server.url, api_key=ls_server.token, project_title="test-oracle", names=NAMES,
                                document_root=ls_server.document_root, image_root=folder, timeout=60, batch_size=2)
     assert ls_server.token not in repr(oracle)
 

@@ -8,7 +8,7 @@ import pytest
 from detal.config import parse_config
 from detal.data import load_dataset
 from detal.simulate import run_experiment
-from detal.labelstudio.annotator import LabelStudioAnnotator
+from detal.labelstudio.annotator import BotAnnotator
 from detal.synthetic import generate
 from tests import fake_backend
 
@@ -22,7 +22,7 @@ def test_simulate_through_label_studio_matches_oracle(ls_server, tmp_path):
            "schedule": {"seed_fraction": 0.1, "select_fraction": 0.1, "epochs_per_round": 1, "total_epochs": 3}}
     plain = run_experiment(parse_config({**raw, "output_dir": str(tmp_path / "plain")}), quiet=True,
                            backend=fake_backend)
-    oracle = LabelStudioAnnotator(url=ls_server.url, api_key=ls_server.token, project_title="test-loop",
+    oracle = BotAnnotator(url=ls_server.url, api_key=ls_server.token, project_title="test-loop",
                                names=ds.names, document_root=ls_server.document_root, image_root=ds.root,
                                timeout=60, batch_size=100)
     via_ls = run_experiment(parse_config({**raw, "annotator": "labelstudio", "output_dir": str(tmp_path / "ls")}),

@@ -1,0 +1,218 @@
+"""The scheduled job against a real Label Studio server (fake detector): init, cycles, kills, a second run, a dead server.
+
+A bot stands in for people: between cycles it annotates part of the open tasks with the ground truth,
+skips some and leaves the rest open. After every run the invariants hold: no task twice, the labelled set
+is exactly the annotated tasks, every open task with pre-labels carries the project's current model version.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from detal.config import parse_config
+from detal.cycle import format_status, init_project, project_status, run_cycle
+from detal.data import image_size, label_path, read_labels
+from detal.errors import DetalError
+from detal.labelstudio import client as ls
+from detal.labelstudio import format as fmt
+from detal.labelstudio.annotator import LabelStudioAnnotator
+from detal.synthetic import generate
+from tests import fake_backend
+
+pytestmark = pytest.mark.labelstudio
+
+
+def _project(ls_server, tmp_path, name: str, n: int = 70, **cycle):
+    """A dataset with NO labelled val split (detal reserves one) and a config for it."""
+    root = ls_server.document_root / name
+    generate(root, n, seed=7, imgsz=64, val_fraction=0.1)
+    (root / "train.yaml").write_text(yaml.safe_dump({"path": str(root), "train": "images/train",
+                                                     "names": yaml.safe_load((root / "data.yaml").read_text())["names"]}))
+    for p in (root / "labels" / "train").glob("*.txt"):  # the user has no labels yet: the ground truth hides
+        p.rename(p.with_suffix(".truth"))
+    raw = {"experiment": name, "data": str(root / "train.yaml"), "output_dir": str(tmp_path / "runs"),
+           "schedule": {"seed_fraction": 0.1, "select_fraction": 0.1, "epochs_per_round": 1, "total_epochs": 3},
+           "labelstudio": {"url": ls_server.url, "api_key_env": "DETAL_TEST_TOKEN", "project": "cyc",
+                           "document_root": str(ls_server.document_root), "batch_size": 3},
+           "cycle": {"strategy": "mix", "min_new_labels": 1, "val_fraction": 0.15, "val_max": 8, **cycle}}
+    return parse_config(raw), root
+
+
+def _run(fn, cfg, **kw):
+    return fn(cfg, backend=fake_backend, quiet=True, **kw)
+
+
+class Bot:
+    """Annotates open tasks as a person would: ground truth for most, a skip now and then, some left open."""
+
+    def __init__(self, conn, cfg, root, seed=0):
+        self.conn, self.root, self.rng = conn, root, np.random.default_rng(seed)
+        self.pid = ls.find_project(conn, ls.project_title(cfg))
+        self.names = yaml.safe_load((root / "train.yaml").read_text())["names"]
+
+    def tasks(self):
+        return list(self.conn.client.tasks.list(project=self.pid, fields="all"))
+
+    def work(self, do: float = 0.7, skip: float = 0.1, val_all: bool = True) -> dict:
+        done = {"labelled": 0, "skipped": 0, "open": 0}
+        spec = ls.project_spec(self.conn, self.pid, self.names)
+        for t in self.tasks():
+            if t.annotations:
+                continue
+            path = (self.conn_root / t.data["path"]).resolve()
+            u = self.rng.random()
+            if (t.data.get("split") == "val" and val_all) or u < do:
+                truth = read_labels(label_path(path).with_suffix(".truth"), len(self.names)) \
+                    if label_path(path).with_suffix(".truth").exists() else read_labels(label_path(path), len(self.names))
+                w, h = image_size(path)
+                ls.submit_annotation(self.conn, t.id, fmt.label_regions(truth, w, h, self.names, spec))
+                done["labelled"] += 1
+            elif u < do + skip:
+                ls.submit_annotation(self.conn, t.id, [], cancelled=True)
+                done["skipped"] += 1
+            else:
+                done["open"] += 1
+        return done
+
+
+def _invariants(cfg, bot: Bot) -> dict:
+    tasks = bot.tasks()
+    keys = [t.data["path"] for t in tasks]
+    assert len(keys) == len(set(keys)), "a task was pushed twice"
+    db = sqlite3.connect(cfg.run_dir / "project.sqlite")
+    status = dict(db.execute("SELECT key, status FROM images"))
+    prefix = Path(cfg.data).parent.relative_to(bot.conn_root).as_posix() + "/"
+    annotated = {t.data["path"][len(prefix):] for t in tasks
+                 if any(not a["was_cancelled"] for a in t.annotations) and t.data.get("split") != "val"}
+    labelled = {k for k, s in status.items() if s == "labelled"}
+    assert labelled == annotated, "the labelled set must be exactly the annotated tasks"
+    skipped = {t.data["path"][len(prefix):] for t in tasks if t.annotations and all(a["was_cancelled"] for a in t.annotations)}
+    assert {k for k, s in status.items() if s == "skipped"} == skipped - {k for k, s in status.items() if s.startswith("val")}
+    project_version = bot.conn.client.projects.get(id=bot.pid).model_version
+    for t in tasks:
+        if not t.annotations and t.predictions:
+            versions = {p.model_version for p in t.predictions}
+            assert versions == {project_version}, f"open task {t.id} holds {versions}, project {project_version}"
+    for key, s in status.items():  # a labelled image has its label file of record; a pool image has none
+        lab = cfg.run_dir / "labels" / key.replace("images/", "labels/", 1)
+        assert lab.with_suffix(".txt").exists() == (s in ("labelled", "val")), key
+    return status
+
+
+@pytest.fixture
+def token(ls_server, monkeypatch):
+    monkeypatch.setenv("DETAL_TEST_TOKEN", ls_server.token)
+    return ls_server.token
+
+
+def test_init_and_three_cycles(ls_server, conn, tmp_path, token, capsys):
+    cfg, root = _project(ls_server, tmp_path, "cycle-e2e")
+    msg = _run(init_project, cfg)
+    assert "8 images reserved" in msg and "random seed set" in msg
+    assert "already initialised" in _run(init_project, cfg)  # idempotent
+    bot = Bot(conn, cfg, root)
+    bot.conn_root = ls_server.document_root.resolve()
+    views = list(conn.client.views.list(project=bot.pid))
+    assert [v.data["ordering"] for v in views if v.data.get("title", "").startswith("detal")] == [["-tasks:data.uncertainty"]]
+    assert sum(t.data.get("split") == "val" for t in bot.tasks()) == 8
+
+    out = _run(run_cycle, cfg)  # nobody has annotated yet
+    assert not out.trained and "val set is not fully annotated" in out.message
+    _invariants(cfg, bot)
+
+    trained = []
+    for i in range(3):
+        work = bot.work(do=0.6, skip=0.15)
+        out = _run(run_cycle, cfg)
+        assert out.trained, out.message
+        trained.append(out.metrics)
+        status = _invariants(cfg, bot)
+        open_train = [t for t in bot.tasks() if not t.annotations and t.data.get("split") != "val"]
+        assert open_train and all(t.predictions for t in open_train), "every open task carries pre-labels"
+        # uncertainty is a rounded number, sortable
+        unc = [t.data["uncertainty"] for t in open_train if "uncertainty" in t.data]
+        assert unc and all(isinstance(u, float) and round(u, 4) == u for u in unc)
+    labelled = [m["labeled_images"] for m in trained]
+    assert labelled == sorted(labelled) and labelled[0] < labelled[-1]
+    st = project_status(cfg)
+    assert [r["round"] for r in st["rounds"]] == [1, 2, 3]
+    assert all(r["map50_95"] is not None for r in st["rounds"])
+    assert st["images"]["labelled"] == sum(1 for s in status.values() if s == "labelled")
+    assert st["last_run"]["outcome"] == "trained"
+    text = format_status(st)
+    assert "mAP50-95" in text and "last run: cycle" in text
+    json.dumps(st)  # --json
+    assert ls_server.token not in text
+
+
+@pytest.mark.parametrize("stage", ["after_pull", "training", "after_selection", "mid_push"])
+def test_killed_cycle_resumes_without_loss(ls_server, conn, tmp_path, token, monkeypatch, stage):
+    cfg, root = _project(ls_server, tmp_path, f"cycle-kill-{stage.replace('_', '')}")
+    _run(init_project, cfg)
+    bot = Bot(conn, cfg, root, seed=1)
+    bot.conn_root = ls_server.document_root.resolve()
+    bot.work(do=1.0, skip=0.0)
+    assert _run(run_cycle, cfg).trained  # round 1: a model exists
+    bot.work(do=0.5, skip=0.2)
+    before = sqlite3.connect(cfg.run_dir / "project.sqlite").execute("SELECT meta.value FROM meta WHERE key='round_done'").fetchone()
+
+    class Killed(BaseException):
+        pass
+
+    def die(*a, **k):
+        raise Killed(stage)
+
+    import detal.cycle as cycle_mod
+    from detal.labelstudio import client as client_mod
+
+    with monkeypatch.context() as m:
+        if stage == "after_pull":
+            m.setattr(cycle_mod, "run_round", die)
+        elif stage == "training":
+            m.setattr(fake_backend, "train", die)
+        elif stage == "after_selection":
+            m.setattr(LabelStudioAnnotator, "request", die)
+        else:
+            real = client_mod._import_tasks
+            calls = {"n": 0}
+
+            def half(*a, **k):
+                calls["n"] += 1
+                if calls["n"] == 2:  # the first chunk reached the server, then the process died
+                    raise Killed(stage)
+                return real(*a, **k)
+
+            m.setattr(client_mod, "_import_tasks", half)
+        with pytest.raises(Killed):
+            _run(run_cycle, cfg)
+    db = sqlite3.connect(cfg.run_dir / "project.sqlite")
+    assert db.execute("SELECT value FROM meta WHERE key='round_done'").fetchone() == before  # nothing recorded
+    assert db.execute("SELECT outcome FROM runs ORDER BY id DESC LIMIT 1").fetchone() == ("failed",)
+    out = _run(run_cycle, cfg)  # the next scheduled run redoes the work
+    assert out.trained and out.round == 2, out.message
+    _invariants(cfg, bot)
+
+
+def test_second_run_and_dead_server(ls_server, conn, tmp_path, token, monkeypatch):
+    cfg, root = _project(ls_server, tmp_path, "cycle-guard")
+    _run(init_project, cfg)
+    with open(cfg.run_dir / ".cycle.lock", "a+") as fh:  # a run in progress holds the lock
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DetalError, match="another detal init/cycle is running"):
+            _run(run_cycle, cfg)
+    from detal.labelstudio import server
+
+    dead = cfg.model_copy(update={"labelstudio": cfg.labelstudio.model_copy(
+        update={"url": f"http://127.0.0.1:{server.free_port()}"})})
+    with pytest.raises(DetalError, match="cannot reach Label Studio") as e:
+        _run(run_cycle, dead)
+    assert "\n" not in str(e.value)
+    st = project_status(cfg)
+    assert st["last_run"]["outcome"] == "failed" and st["rounds"] == []
