@@ -13,7 +13,7 @@ export YOLO_OFFLINE := 1
 .PHONY: install demo test test-deps labelstudio-venv browser bench clean-demo help
 
 help:
-	@echo "make demo   - install and run the demo active-learning experiment (runs/demo/report.md)"
+	@echo "make demo   - install and run the demo active-learning experiment (runs/demo/report.html)"
 	@echo "make test   - install test dependencies and run the whole test suite"
 	@echo "make bench  - run the benchmarks in tools/"
 
@@ -34,7 +34,7 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/detal simulate -c configs/demo.yaml
-	@echo "Report: runs/demo/report.md (figure: runs/demo/map_vs_labeled.png)"
+	@echo "Report: runs/demo/report.html (open it in a browser; also runs/demo/report.md and the figures beside it)"
 
 # The Label Studio server lives in its own venv: it pins its own SDK and OpenCV.
 $(LS_VENV)/.installed:

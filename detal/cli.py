@@ -351,9 +351,21 @@ class _OneLine(logging.Formatter):
         return f"detal: {record.levelname.lower()}: {record.getMessage()}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (cron timeouts, `kill`, Kubernetes): unwinds like Ctrl-C, so locks and files close cleanly."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # the real command, not a test calling main(): take SIGTERM over
+        signal.signal(signal.SIGTERM, _on_sigterm)
     handler = logging.StreamHandler()
     handler.setFormatter(_OneLine())
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler], force=True)
@@ -364,9 +376,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"detal: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("detal: interrupted; finished rounds are saved, run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("detal: interrupted; finished rounds are saved, the round in progress is not: run the same command "
+              "again to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -146,16 +146,34 @@ def box_rows(preds: Sequence[Prediction], sc: ScoringConfig, names: Sequence[str
 def score_folder(cfg: Config, weights: Path, images: Path, out: Path, quiet: bool = False) -> tuple[Path, Path]:
     """`detal score`: stream every image through the scorer, write per-image scores and the per-box audit."""
     from detal import detector
-    from detal.data import list_images
+    from detal.data import atomic_write_text, list_images
     from detal.errors import DetalError
 
     if not weights.is_file():
         raise DetalError(f"--weights {weights}: file not found; give a trained .pt (e.g. runs/demo/seed0/mix/round3/.../last.pt)")
+    if out.is_dir() or out.suffix.lower() != ".csv":
+        raise DetalError(f"--out {out}: give the path of a .csv file to write (e.g. {out / 'scores.csv' if out.is_dir() else out.with_suffix('.csv')})")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".{out.name}.probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise DetalError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose a writable folder") from None
     paths = list_images(images)
     if not paths:
         raise DetalError(f"--images {images}: no images found (looked for .jpg, .png, ...)")
     sc = cfg.scoring
     scorer = make_scorer(cfg, weights, device=detector.resolve_device(cfg.model.device))
+    try:
+        return _score_all(scorer, paths, sc, out, quiet)
+    finally:
+        scorer.close()
+
+
+def _score_all(scorer, paths, sc: ScoringConfig, out: Path, quiet: bool) -> tuple[Path, Path]:
+    from detal.data import atomic_write_text
+
     img_rows: list[dict] = []
     boxes: list[dict] = []
     chunk: list[Prediction] = []
@@ -175,11 +193,10 @@ def score_folder(cfg: Config, weights: Path, images: Path, out: Path, quiet: boo
     flush()
     if not quiet:
         print(f"\rscored {len(paths)} images in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    out.parent.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(img_rows).sort_values("score", ascending=False, kind="stable")
-    df.to_csv(out, index=False)
+    atomic_write_text(out, df.to_csv(index=False))
     box_out = out.with_name(out.stem + "_boxes.csv")
-    pd.DataFrame(boxes).to_csv(box_out, index=False)
+    atomic_write_text(box_out, pd.DataFrame(boxes).to_csv(index=False))
     failed = int((df["error"] != "").sum())
     if failed and not quiet:
         print(f"warning: {failed} unreadable images are listed with score {UNREADABLE_SCORE} and their error", file=sys.stderr)

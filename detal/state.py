@@ -87,6 +87,10 @@ class ArmState:
             raise DataError(f"{source}: labelling state of another detal version ({doc.get('version', 1)}); "
                             "rerun with --overwrite to start this experiment over")
         known = set(cls.__dataclass_fields__)
+        missing = sorted(known - set(doc))
+        if missing:
+            raise DataError(f"{source}: damaged labelling state (missing key '{missing[0]}'); rerun with --overwrite "
+                            "to start over")
         try:
             st = cls(**{k: v for k, v in doc.items() if k in known})
             for name in ("labelled", "pending", "skipped"):

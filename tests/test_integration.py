@@ -58,3 +58,43 @@ def test_rerun_is_resumed_and_same_config_gives_same_selections(tiny, tmp_path):
     b = pd.read_csv(tmp_path / "tiny" / "selections.csv")
     pd.testing.assert_frame_equal(a, b)
     assert (a[a.source == "uncertainty"]["score"] > 0).any()
+
+
+def test_sigterm_during_training_leaves_the_round_undone(tmp_path):
+    """SIGTERM while round 2 trains: exit 143, one line, round 2 not recorded; a re-run finishes the experiment."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = generate(tmp_path / "ds", 48, seed=3, imgsz=64, val_fraction=0.25)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+experiment: term
+data: {data}
+output_dir: {tmp_path / 'runs'}
+strategies: [random]
+model: {{arch: yolov8n.yaml, imgsz: 64, batch: 8, workers: 0, device: cpu}}
+schedule: {{seed_fraction: 0.3, select_fraction: 0.25, epochs_per_round: 2, total_epochs: 6}}
+""")
+    env = {**os.environ, "YOLO_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "detal.cli", "simulate", "-c", str(cfg)], stderr=subprocess.PIPE,
+                            text=True, env=env)
+    lines = []
+    for line in proc.stderr:  # progress goes to stderr: wait until round 2 is training
+        lines.append(line)
+        if "round 2/3: training" in line:
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGTERM)
+            break
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 143, "".join(lines) + err
+    assert "interrupted" in err and "Traceback" not in err
+    run = tmp_path / "runs" / "term"
+    assert pd.read_csv(run / "metrics.csv")["round"].tolist() == [1]
+    from detal.state import ArmState
+
+    assert ArmState.load(run / "seed0" / "random" / "state.json").round_done == 1
+    assert main(["simulate", "-c", str(cfg), "-q"]) == 0
+    assert pd.read_csv(run / "metrics.csv")["round"].tolist() == [1, 2, 3]

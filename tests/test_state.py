@@ -34,8 +34,9 @@ def test_request_label_skip_and_derived_sets(tmp_path):
 @pytest.mark.parametrize("text,match", [
     ("{not json", "unreadable labelling state"),
     ('{"labelled_map": [0, 1]}', "another detal version"),
-    (json.dumps({"version": 2, "labelled": {"a": 1}, "boxes": {}}), "damaged labelling state"),
-    (json.dumps({"version": 2, "labelled": {"a": "x"}, "boxes": {"a": [1]}}), "damaged labelling state"),
+    (json.dumps({"version": 2, "labelled": {"a": 1}, "boxes": {}}), "missing key 'epochs_trained'"),
+    (json.dumps({**ArmState(labelled={"a": 1}).to_json(), "boxes": {}}), "damaged labelling state"),
+    (json.dumps({**ArmState().to_json(), "labelled": {"a": "x"}, "boxes": {"a": [1]}}), "damaged labelling state"),
     ("[]", "not a JSON object"),
 ])
 def test_damaged_state_is_one_line(tmp_path, text, match):

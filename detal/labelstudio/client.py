@@ -136,15 +136,23 @@ def connect(url: str, api_key: str | None, *, timeout: float = 60.0,
         raise LabelStudioError(f"Label Studio at {url} is not healthy (GET /health -> HTTP {health.status_code})")
     client = LabelStudio(base_url=url, api_key=api_key, timeout=timeout)
     try:
-        client.users.whoami()
+        who = client.users.whoami()
+        if getattr(who, "id", None) is None:
+            raise ValueError("no user in the answer")
+    except (ValueError, TypeError, AttributeError) as exc:  # an HTTP server that is not Label Studio
+        raise LabelStudioError(f"{url} answered, but not as Label Studio does (GET /api/current-user/whoami: "
+                               f"{type(exc).__name__}); check labelstudio.url") from None
     except ApiError as exc:
+        if exc.status_code is not None and exc.status_code < 400:  # 2xx/3xx that is not the API's JSON
+            raise LabelStudioError(f"{url} answered HTTP {exc.status_code}, but not as Label Studio does "
+                                   "(GET /api/current-user/whoami); check labelstudio.url") from None
         if exc.status_code in (401, 403):
             raise LabelStudioError(f"Label Studio at {url} refused the API token from {api_key_name} (HTTP {exc.status_code}); "
                                    "use the token of that server's user (legacy tokens need "
                                    "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server)") from None
-        raise _api_error("authentication check", exc, secret) from None
+        raise _api_error(f"authentication check at {url}", exc, secret) from None
     except httpx.HTTPError as exc:
-        raise _api_error("authentication check", exc, secret) from None
+        raise _api_error(f"authentication check at {url}", exc, secret) from None
     return Connection(url=url, client=client, timeout=timeout, _secret=secret)
 
 

@@ -46,3 +46,17 @@ def make_images(folder: Path, n: int, *, seed: int, size=(96, 64), boxes_per_ima
         write_labels(folder / "labels" / f"img{i:03d}.txt", labels)
         out.append((p, labels))
     return out
+
+
+def assert_no_secret(secret: str, *folders: Path, texts: tuple[str, ...] = ()) -> int:
+    """The token appears in no file under `folders` (state, tables, reports, logs, labels) nor in `texts`."""
+    needle = secret.encode()
+    scanned = 0
+    for folder in folders:
+        for f in Path(folder).rglob("*"):
+            if f.is_file() and not f.is_symlink():
+                assert needle not in f.read_bytes(), f"the API token leaked into {f}"
+                scanned += 1
+    for t in texts:
+        assert secret not in t, "the API token leaked into the output"
+    return scanned

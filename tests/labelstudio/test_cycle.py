@@ -25,6 +25,7 @@ from detal.labelstudio import format as fmt
 from detal.labelstudio.annotator import LabelStudioAnnotator
 from detal.synthetic import generate
 from tests import fake_backend
+from tests.labelstudio.helpers import assert_no_secret
 
 pytestmark = pytest.mark.labelstudio
 
@@ -149,7 +150,8 @@ def test_init_and_three_cycles(ls_server, conn, tmp_path, token, capsys):
     text = format_status(st)
     assert "mAP50-95" in text and "last run: cycle" in text
     json.dumps(st)  # --json
-    assert ls_server.token not in text
+    out = capsys.readouterr()
+    assert assert_no_secret(ls_server.token, cfg.run_dir, texts=(text, out.out, out.err)) > 20
 
 
 @pytest.mark.parametrize("stage", ["after_pull", "training", "after_selection", "mid_push"])
@@ -216,3 +218,14 @@ def test_second_run_and_dead_server(ls_server, conn, tmp_path, token, monkeypatc
     assert "\n" not in str(e.value)
     st = project_status(cfg)
     assert st["last_run"]["outcome"] == "failed" and st["rounds"] == []
+
+
+def test_dataset_outside_the_document_root_is_one_line_before_anything_exists(ls_server, conn, tmp_path, token):
+    cfg, root = _project(ls_server, tmp_path, "cycle-outside")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    bad = cfg.model_copy(update={"labelstudio": cfg.labelstudio.model_copy(update={"document_root": other})})
+    with pytest.raises(DetalError, match="must lie strictly inside the Label Studio document root") as e:
+        _run(init_project, bad)
+    assert "\n" not in str(e.value)
+    assert ls.find_project(conn, ls.project_title(bad)) is None  # no empty project left behind

@@ -146,3 +146,31 @@ def test_server_env_drops_stray_settings(tmp_path):
     assert env["LABEL_STUDIO_USER_TOKEN"] == "tok123"
     for stray in ("USERNAME", "PASSWORD", "PORT", "HOST", "LABEL_STUDIO_API_KEY", "DEBUG"):
         assert stray not in env
+
+
+def test_a_plain_http_server_is_not_label_studio():
+    """A URL that answers 200 with HTML names the URL and says it is not Label Studio (no raw 'HTTP 200: OK')."""
+    import http.server
+    import threading
+
+    from detal.labelstudio import client
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>a web page</html>")
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_port}"
+        with pytest.raises(LabelStudioError, match="not as Label Studio does") as e:
+            client.connect(url, "a-token-123456")
+        assert url in str(e.value) and "a-token-123456" not in str(e.value)
+    finally:
+        srv.shutdown()

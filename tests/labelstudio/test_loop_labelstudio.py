@@ -11,11 +11,12 @@ from detal.simulate import run_experiment
 from detal.labelstudio.annotator import BotAnnotator
 from detal.synthetic import generate
 from tests import fake_backend
+from tests.labelstudio.helpers import assert_no_secret
 
 pytestmark = pytest.mark.labelstudio
 
 
-def test_simulate_through_label_studio_matches_oracle(ls_server, tmp_path):
+def test_simulate_through_label_studio_matches_oracle(ls_server, tmp_path, capfd):
     data_yaml = generate(ls_server.document_root / "loopds", 60, seed=5, imgsz=160, val_fraction=0.25)
     ds = load_dataset(data_yaml)
     raw = {"experiment": "ls", "data": str(data_yaml), "seeds": [0], "strategies": ["random", "entropy"],
@@ -26,7 +27,7 @@ def test_simulate_through_label_studio_matches_oracle(ls_server, tmp_path):
                                names=ds.names, document_root=ls_server.document_root, image_root=ds.root,
                                timeout=60, batch_size=100)
     via_ls = run_experiment(parse_config({**raw, "annotator": "labelstudio", "output_dir": str(tmp_path / "ls")}),
-                            quiet=True, backend=fake_backend, annotator=oracle)
+                            quiet=False, backend=fake_backend, annotator=oracle)
     pd.testing.assert_frame_equal(pd.read_csv(plain / "selections.csv"), pd.read_csv(via_ls / "selections.csv"))
     a, b = pd.read_csv(plain / "metrics.csv"), pd.read_csv(via_ls / "metrics.csv")
     cols = ["strategy", "round", "labeled_images", "labeled_boxes", "selected_images"]
@@ -36,3 +37,6 @@ def test_simulate_through_label_studio_matches_oracle(ls_server, tmp_path):
     assert len(selected) == 4
     assert (selected[["accepted", "corrected", "deleted", "added"]].sum(axis=1) > 0).all()
     assert (b["skipped"] == 0).all()
+    # the token is in no file the run wrote, nor in anything it printed
+    out = capfd.readouterr()
+    assert assert_no_secret(ls_server.token, via_ls, texts=(out.out, out.err)) > 10

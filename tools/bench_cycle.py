@@ -1,0 +1,172 @@
+"""Wall time of one scheduled cycle's non-training work (pull, score, select, push) against a real server.
+
+Starts its own Label Studio (the project's `.labelstudio/venv`, a temporary data dir, a free port),
+generates a pool of N images (160 px shapes, a labelled val split), runs `detal init` (a 2% seed set
+pushed), lets a bot annotate the seed set, then times two cycles through `detal.cycle.run_cycle` with
+the real detector: the first trains nothing new but runs every other step; before the second the bot
+annotates half of the open tasks and leaves the rest open (so the cycle also refreshes open tasks to
+the new model version). Training is replaced by a stub that returns fixed random-init weights: it is
+what the target excludes. The parts are timed by wrapping the real functions:
+
+    pull     LabelStudioAnnotator.collect (all calls of the cycle)
+    score    ScoringPass: model passes over the ids the strategy asked for + pre-labels of what is pushed
+    select   the strategy (acquisition.selection.select) minus its scoring calls
+    push     LabelStudioAnnotator.request (import, refresh of open tasks, project model_version)
+    eval     evaluation on val (printed, not part of the overhead: it runs once per trained model)
+
+    .venv/bin/python tools/bench_cycle.py [--pool 5000]
+
+Last line: `cycle_overhead_s=<s> pool=<n>` (the slower of the two cycles, pull + score + select + push).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from detal import detector  # noqa: E402
+from detal.labelstudio import server  # noqa: E402
+
+TIMES: dict[str, float] = defaultdict(float)
+
+
+def timed(name: str, fn):
+    def wrapper(*a, **k):
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            TIMES[name] += time.perf_counter() - t0
+    return wrapper
+
+
+class Backend:
+    """The real detector, except that training returns fixed weights (training time is excluded)."""
+
+    def __init__(self, weights: Path):
+        self.weights = weights
+        self.resolve_device = detector.resolve_device
+        self.Scorer = detector.Scorer
+        self.evaluate = timed("eval", detector.evaluate)
+
+    def train(self, model, data_yaml, epochs, out_dir, **kw):
+        import shutil
+
+        out = Path(out_dir) / "weights" / "last.pt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.weights, out)
+        return detector.TrainResult(out.resolve(), epochs, 0.0)
+
+
+def bot(conn, pid, names, share: float, rng) -> int:
+    from detal.data import image_size, label_path, read_labels
+    from detal.labelstudio import client as ls
+    from detal.labelstudio.format import label_regions
+
+    spec = ls.project_spec(conn, pid, names)
+    root = Path(os.environ["BENCH_DOC_ROOT"])
+    n = 0
+    for t in conn.client.tasks.list(project=pid, fields="all"):
+        if t.annotations or rng.random() > share:
+            continue
+        path = root / t.data["path"]
+        truth = label_path(path).with_suffix(".truth")
+        w, h = image_size(path)
+        ls.submit_annotation(conn, t.id, label_regions(read_labels(truth, len(names)), w, h, names, spec))
+        n += 1
+    return n
+
+
+def main() -> int:
+    import numpy as np
+
+    from detal import round as round_mod
+    from detal import scoring
+    from detal.config import parse_config
+    from detal.cycle import init_project, run_cycle
+    from detal.labelstudio import client as ls
+    from detal.labelstudio.annotator import LabelStudioAnnotator
+    from detal.synthetic import generate
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pool", type=int, default=5000, help="images in the pool (default 5000)")
+    ap.add_argument("--venv", default=str(REPO / ".labelstudio" / "venv"), help="Label Studio venv")
+    args = ap.parse_args()
+
+    # pull and push: every call of the annotator; score: every model pass; select: the strategy
+    LabelStudioAnnotator.collect = timed("pull", LabelStudioAnnotator.collect)
+    LabelStudioAnnotator.request = timed("push", LabelStudioAnnotator.request)
+    scoring.ScoringPass.predict = timed("score", scoring.ScoringPass.predict)
+    round_mod.select = timed("select+score", round_mod.select)
+
+    with tempfile.TemporaryDirectory(prefix="detal-bench-cycle-") as tmp:
+        tmp = Path(tmp)
+        root = tmp / "root"
+        os.environ["BENCH_DOC_ROOT"] = str(root)
+        t = time.perf_counter()
+        n_all = int(args.pool / 0.9) + 1
+        data = generate(root / "pool", n_all, seed=0, imgsz=160, val_fraction=0.1)
+        for p in (data.parent / "labels" / "train").glob("*.txt"):  # an unlabelled pool; the bot knows the truth
+            p.rename(p.with_suffix(".truth"))
+        names = yaml.safe_load(data.read_text())["names"]
+        names = [names[i] for i in sorted(names)] if isinstance(names, dict) else names
+        print(f"generated {n_all} images ({args.pool} pool) in {time.perf_counter() - t:.1f} s", flush=True)
+        weights = tmp / "yolov8n_random.pt"
+        from ultralytics import YOLO
+
+        YOLO("yolov8n.yaml").save(str(weights))
+        token = "b" + secrets.token_hex(16)
+        server.install(Path(args.venv))
+        info = server.start(data_dir=tmp / "data", document_root=root, username="bench@detal.local",
+                            password="pw-" + secrets.token_hex(6), token=token, venv=Path(args.venv), timeout=300)
+        os.environ["DETAL_BENCH_TOKEN"] = token
+        try:
+            cfg = parse_config({
+                "experiment": "bench", "data": str(data), "output_dir": str(tmp / "runs"),
+                "model": {"imgsz": 160, "device": "cpu"},
+                "schedule": {"seed_fraction": 0.02, "select_fraction": 0.05, "epochs_per_round": 1, "total_epochs": 3},
+                "labelstudio": {"url": info.url, "api_key_env": "DETAL_BENCH_TOKEN", "document_root": str(root),
+                                "timeout": 300},
+                "cycle": {"strategy": "mix", "min_new_labels": 1}})
+            backend = Backend(weights)
+            t = time.perf_counter()
+            print(init_project(cfg, backend=backend, quiet=True), f"({time.perf_counter() - t:.1f} s)", flush=True)
+            conn = ls.connect(info.url, token, timeout=300)
+            pid = ls.find_project(conn, ls.project_title(cfg))
+            rng = np.random.default_rng(0)
+            overheads = []
+            for c, share in ((1, 1.0), (2, 0.5)):
+                print(f"bot annotated {bot(conn, pid, names, share, rng)} tasks", flush=True)
+                TIMES.clear()
+                t = time.perf_counter()
+                out = run_cycle(cfg, backend=backend, quiet=True)
+                wall = time.perf_counter() - t
+                score = TIMES["score"]
+                select = TIMES["select+score"] - min(TIMES["select+score"], score)
+                parts = {"pull": TIMES["pull"], "score": score, "select": select, "push": TIMES["push"]}
+                overhead = sum(parts.values())
+                overheads.append(overhead)
+                print(f"cycle {c}: {out.message}")
+                print(f"  wall {wall:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
+                      + f" = {overhead:.1f} s overhead; eval {TIMES['eval']:.1f} s; rest {wall - overhead - TIMES['eval']:.1f} s",
+                      flush=True)
+        finally:
+            server.stop(info.data_dir)
+    print(f"cycle_overhead_s={max(overheads):.1f} pool={args.pool}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
