@@ -27,7 +27,7 @@ import numpy as np
 from detal.acquisition.selection import Selection, select, strategy as strategy_spec
 from detal.annotate import Annotations, Annotator, Request
 from detal.config import Config
-from detal.data import write_split_yaml
+from detal.data import atomic_write_text, write_split_yaml
 from detal.labels import LabelStore
 from detal.progress import Progress
 from detal.scoring import ScoringPass, make_scorer, prelabels_for
@@ -240,8 +240,8 @@ def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
         if scoring is not None and scoring.audit_images is not None:
             import pandas as pd
 
-            pd.DataFrame(scoring.audit_images).to_csv(round_dir / "scores.csv", index=False)
-            pd.DataFrame(scoring.audit_boxes).to_csv(round_dir / "scores_boxes.csv", index=False)
+            for name, rows in (("scores.csv", scoring.audit_images), ("scores_boxes.csv", scoring.audit_boxes)):
+                atomic_write_text(round_dir / name, pd.DataFrame(rows).to_csv(index=False))
         collected.append(collect(arm, state))
         arm.progress.line(f"{arm.label(r)}: selected {sel.ids.size} images "
                           f"(scored {row['scored_images']}, {row['select_seconds']:.1f} s)")

@@ -86,3 +86,25 @@ def test_debug_shows_the_traceback(tmp_path):
 
     with pytest.raises(ConfigError):
         main(["--debug", "simulate", "-c", str(cfg)])
+
+
+def test_report_of_several_run_folders(tmp_path, capsys):
+    """`detal report A B --out C` reads both run folders; without --out it says where to put it."""
+    from detal.types import METRIC_COLUMNS
+
+    import pandas as pd
+
+    dirs = []
+    for exp in ("a", "b"):
+        d = tmp_path / exp
+        d.mkdir()
+        rows = [{**dict.fromkeys(METRIC_COLUMNS, 0), "experiment": exp, "strategy": s, "seed": seed, "round": r,
+                 "labeled_images": 10 * r, "labeled_boxes": 30 * r, "map50_95": 0.1 * r + 0.01 * seed,
+                 "map50": 0.2 * r} for s in ("random", "mix") for seed in (0, 1) for r in (1, 2)]
+        pd.DataFrame(rows, columns=list(METRIC_COLUMNS)).to_csv(d / "metrics.csv", index=False)
+        dirs.append(str(d))
+    assert main(["report", *dirs]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["report", *dirs, "--out", str(tmp_path / "both")]) == 0
+    html = (tmp_path / "both" / "report.html").read_text()
+    assert "a" in html and (tmp_path / "both" / "report.md").exists()

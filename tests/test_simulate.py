@@ -161,3 +161,19 @@ def test_changed_pool_keeps_labelled_images_in_place(tmp_path, monkeypatch):
     assert gone.split("/")[-1] not in train_list  # ...but it is not trained on
     m = pd.read_csv(cfg.run_dir / "metrics.csv")
     assert m["round"].tolist() == [1, 2, 3]
+
+
+def test_a_run_that_never_finished_a_round_does_not_lock_its_config(data_yaml, tmp_path, monkeypatch):
+    """Round 1 fails (say a bad device); the corrected config is accepted without --overwrite."""
+    cfg = _cfg(data_yaml, tmp_path, seeds=[0], strategies=["random"])
+
+    def broken(*a, **k):
+        raise DetalError("model.device 'cuda:0' requested but this machine has 0 CUDA GPU(s)")
+
+    monkeypatch.setattr(fake_backend, "train", broken)
+    with pytest.raises(DetalError, match="CUDA"):
+        run_experiment(cfg, quiet=True, backend=fake_backend)
+    monkeypatch.undo()
+    fixed = _cfg(data_yaml, tmp_path, seeds=[0], strategies=["random"], model={"device": "cpu"})
+    run_dir = run_experiment(fixed, quiet=True, backend=fake_backend)
+    assert pd.read_csv(run_dir / "metrics.csv")["round"].tolist() == [1, 2, 3]

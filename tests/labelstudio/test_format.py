@@ -174,3 +174,38 @@ def test_a_plain_http_server_is_not_label_studio():
         assert url in str(e.value) and "a-token-123456" not in str(e.value)
     finally:
         srv.shutdown()
+
+
+def test_a_port_in_time_wait_counts_as_free():
+    """`serve` right after `stop` comes back on the same port: TIME-WAIT sockets do not make it 'busy'."""
+    import socket
+
+    from detal.labelstudio.server import port_free
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do (Label Studio's included)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    cli = socket.create_connection(("127.0.0.1", port))
+    conn, _ = srv.accept()
+    conn.close()  # the server side closes first: its end of the port goes to TIME-WAIT
+    cli.close()
+    srv.close()
+    plain = socket.socket()
+    try:
+        plain.bind(("127.0.0.1", port))  # without SO_REUSEADDR the port looks taken
+        plain_ok = True
+    except OSError:
+        plain_ok = False
+    finally:
+        plain.close()
+    assert port_free(port)
+    assert not plain_ok or port_free(port)  # where the kernel already freed it, both agree
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        assert not port_free(busy.getsockname()[1])  # a listening server is busy
+    finally:
+        busy.close()
