@@ -351,6 +351,9 @@ class _OneLine(logging.Formatter):
         return f"detal: {record.levelname.lower()}: {record.getMessage()}"
 
 
+_ENV_ERRNOS = frozenset({28, 13, 30, 122, 1})  # ENOSPC, EACCES, EROFS, EDQUOT, EPERM
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (cron timeouts, `kill`, Kubernetes): unwinds like Ctrl-C, so locks and files close cleanly."""
 
@@ -375,6 +378,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"detal: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # the environment, not a bug: a full, read-only or forbidden disk is one line (state stays as it was:
+        # every state, label and table file is written to a temp file and renamed)
+        if args.debug or exc.errno not in _ENV_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"detal: error: {where}{exc.strerror or exc}; free disk space or choose a writable output_dir "
+              "(earlier results are intact)", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if args.debug or "out of memory" not in str(exc).lower():
+            raise
+        print("detal: error: out of memory while training or scoring; lower model.batch (or scoring.batch) or "
+              "model.imgsz, then run the same command again to resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         print("detal: interrupted; finished rounds are saved, the round in progress is not: run the same command "

@@ -464,7 +464,7 @@ def _cycle(p: Project) -> CycleOutcome:
     res.selected_classes += _class_rows_early(arm, p.train, early)
     for s in res.selections:
         p.sources[image_key(Path(s["image"]), p.ds.root)] = s["source"]
-    _record(p, r, res)
+    _record(p, r, res, task_ids)
     msg = (f"round {r}: trained on {row['labeled_images']} images, val mAP50-95 {row['map50_95']:.3f}, "
            f"pushed {row['selected_images']} images")
     return CycleOutcome(True, msg, r, row)
@@ -482,7 +482,7 @@ def _class_rows_early(arm: Arm, state: ArmState, early: Collected) -> list[dict]
     return class_rows(arm, state, early)
 
 
-def _record(p: Project, r: int, res) -> None:
+def _record(p: Project, r: int, res, task_ids: dict[str, int] | None = None) -> None:
     """Tables under the run folder (as `simulate` writes them), then the state and the round: one transaction."""
     from detal.simulate import append_rows
 
@@ -493,7 +493,7 @@ def _record(p: Project, r: int, res) -> None:
     append_rows(run / "selected_classes.csv", res.selected_classes, SELECTED_CLASS_COLUMNS)
     pool = p.train.pool(p.arm.keys)
     with p.store.transaction() as db:
-        Store.save(db, p.train, p.val, pool, p.sources, present=set(p.arm.keys) | set(p.val_arm.keys))
+        Store.save(db, p.train, p.val, pool, p.sources, task_ids, present=set(p.arm.keys) | set(p.val_arm.keys))
         db.execute("INSERT OR REPLACE INTO rounds (round, finished_at, weights, metrics) VALUES (?, ?, ?, ?)",
                    (r, _now(), str(p.train.weights), json.dumps(res.metrics, default=float)))
 

@@ -252,7 +252,7 @@ def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
         result.selected_classes += class_rows(arm, state, c)
     result.per_class = [{"experiment": arm.experiment, "strategy": arm.strategy, "seed": arm.seed, "round": r,
                          "class_id": c, "class": arm.names[c], "instances": n, "ap50_95": ap, "ap50": ap50}
-                        for c, n, ap, ap50 in ev.per_class]
+                        for c, n, ap, ap50 in ev.per_class if c < len(arm.names)]  # a foreign .pt may have more
     state.round_done, state.weights = r, str(tr.weights)
     state.rng_state = rng.bit_generator.state
     state.finished = last or not pool_left

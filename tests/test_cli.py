@@ -108,3 +108,19 @@ def test_report_of_several_run_folders(tmp_path, capsys):
     assert main(["report", *dirs, "--out", str(tmp_path / "both")]) == 0
     html = (tmp_path / "both" / "report.html").read_text()
     assert "a" in html and (tmp_path / "both" / "report.md").exists()
+
+
+def test_full_or_forbidden_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import detal.simulate as sim
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "runs" / "x" / "metrics.csv"))
+
+    monkeypatch.setattr(sim, "run_experiment", full)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: d.yaml\n")
+    assert main(["simulate", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "metrics.csv" in err

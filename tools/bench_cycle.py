@@ -125,8 +125,12 @@ def main() -> int:
         print(f"generated {n_all} images ({args.pool} pool) in {time.perf_counter() - t:.1f} s", flush=True)
         weights = tmp / "yolov8n_random.pt"
         from ultralytics import YOLO
+        from ultralytics.nn.tasks import DetectionModel
 
-        YOLO("yolov8n.yaml").save(str(weights))
+        yolo = YOLO("yolov8n.yaml")  # random init with the dataset's classes, as a trained round would have
+        yolo.model = DetectionModel("yolov8n.yaml", nc=len(names), verbose=False)
+        yolo.model.names = dict(enumerate(names))
+        yolo.save(str(weights))
         token = "b" + secrets.token_hex(16)
         server.install(Path(args.venv))
         info = server.start(data_dir=tmp / "data", document_root=root, username="bench@detal.local",

@@ -209,3 +209,32 @@ def test_a_port_in_time_wait_counts_as_free():
         assert not port_free(busy.getsockname()[1])  # a listening server is busy
     finally:
         busy.close()
+
+
+def test_transient_server_errors_are_retried_then_fail_cleanly(monkeypatch):
+    """5xx and dropped connections: bounded retries with backoff; then one LabelStudioError, token scrubbed."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    from detal.labelstudio import client
+
+    monkeypatch.setattr(client, "BACKOFF_S", 0.0)
+    conn = client.Connection(url="http://x", client=None, _secret=client._Secret("tok-123456"))
+    calls = {"n": 0}
+
+    def flaky(fail_times, status=503):
+        def fn():
+            calls["n"] += 1
+            if calls["n"] <= fail_times:
+                raise ApiError(status_code=status, body="upstream says tok-123456 is busy")
+            return "ok"
+        return fn
+
+    assert client._call(conn, "task list", flaky(2)) == "ok" and calls["n"] == 3
+    calls["n"] = 0
+    with pytest.raises(LabelStudioError, match=r"task list failed \(HTTP 503\)") as e:
+        client._call(conn, "task list", flaky(99))
+    assert calls["n"] == client.RETRIES and "tok-123456" not in str(e.value)
+    calls["n"] = 0
+    with pytest.raises(LabelStudioError, match="HTTP 400"):
+        client._call(conn, "task list", flaky(99, status=400))
+    assert calls["n"] == 1  # a client error is not retried
