@@ -187,10 +187,16 @@ def time_split(df: pd.DataFrame) -> pd.DataFrame:
     return df.groupby("strategy")[cols].mean().round(1)
 
 
-def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None) -> list[str]:
-    """The printed lines; the last one is the machine-readable `labels_saved_vs_random=...` line."""
+def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None, strategies=None) -> list[str]:
+    """The printed lines; the last one is the machine-readable `labels_saved_vs_random=...` line.
+
+    `strategies`: the study's arms (default: those in `df`), from which the headline strategy is chosen;
+    an arm without results yet gets `nan` on the last line.
+    """
     if df.empty:
-        return ["no finished round yet", f"labels_saved_vs_random=nan ci_low=nan ci_high=nan strategy=none dataset={dataset}"]
+        name = headline_strategy(strategies, headline) if strategies else None
+        return ["no finished round yet",
+                f"labels_saved_vs_random=nan ci_low=nan ci_high=nan strategy={name or 'none'} dataset={dataset}"]
     rows = study_rows(df)
     lines = [f"dataset {dataset}: {df['seed'].nunique()} seed(s), strategies {', '.join(r['strategy'] for r in rows)}",
              "ratio = labels the strategy needed to reach random's final mAP50-95 / labels random needed "
@@ -211,7 +217,7 @@ def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None) ->
     lines += ["", "mean seconds per round (train / eval / score+select):"]
     for s, t in time_split(df).iterrows():
         lines.append(f"  {s:<12} {t['train_seconds']:7.1f} {t['eval_seconds']:6.1f} {t['select_seconds']:6.1f}")
-    name = headline_strategy([r["strategy"] for r in rows], headline)
+    name = headline_strategy(list(strategies or [r["strategy"] for r in rows]), headline)
     hit = next((r for r in rows if r["strategy"] == name and r["cmp"] is not None), None)
     if hit is None:
         lines.append(f"labels_saved_vs_random=nan ci_low=nan ci_high=nan strategy={name or 'none'} dataset={dataset}")
@@ -409,7 +415,7 @@ def main(argv=None) -> int:
                 write_report(arm_dirs(cfg), out=cfg.output_dir / cfg.experiment / "report")
         else:
             df = run_study(cfg, quiet=args.quiet)
-        lines = format_study(df, dataset_name(cfg), args.headline)
+        lines = format_study(df, dataset_name(cfg), args.headline, cfg.strategies)
     except DetalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
