@@ -45,6 +45,8 @@ class Annotations:
     skipped: list[Path] = field(default_factory=list)  # skipped by the annotator: never turned into labels
     effort: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BOX_EFFORT_KEYS, 0))  # pre-labels vs final
     effort_by_image: dict[Path, dict[str, int]] = field(default_factory=dict)  # the same, per image (when known)
+    # the pre-labels each image was shown with: (n, 5) YOLO rows and (n,) scores (when known)
+    prelabels: dict[Path, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 class Annotator(Protocol):

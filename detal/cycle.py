@@ -46,7 +46,7 @@ log = logging.getLogger("detal")
 
 SCHEMA_VERSION = 1
 # what the random share of a batch says about the pre-labels on unseen data, once annotated
-ESTIMATE_COLUMNS = ("prelabel_images", "prelabel_precision", "prelabel_recall", "edits_per_image")
+ESTIMATE_COLUMNS = ("prelabel_images", "prelabel_precision", "prelabel_recall", "prelabel_map50", "edits_per_image")
 CYCLE_METRIC_COLUMNS = (*METRIC_COLUMNS, *ESTIMATE_COLUMNS)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -406,8 +406,11 @@ def _adopt_orphans(p: Project) -> dict[str, int]:
 
 def _estimates(p: Project, got: list[Collected]) -> dict:
     """Pre-label quality on the random share (an unbiased sample of the pool, unseen by the model)."""
+    from detal.labelstudio.format import map50
+
     tot = dict.fromkeys(BOX_EFFORT_KEYS, 0)
     n = 0
+    pairs = []
     for c in got:
         for img, counts in c.annotations.effort_by_image.items():
             key = image_key(img, p.ds.root)
@@ -415,11 +418,15 @@ def _estimates(p: Project, got: list[Collected]) -> dict:
                 n += 1
                 for k in BOX_EFFORT_KEYS:
                     tot[k] += counts[k]
+                if img in c.annotations.prelabels:
+                    pairs.append((*c.annotations.prelabels[img], c.annotations.labels[img]))
     matched = tot["accepted"] + tot["corrected"]
     pre, final = matched + tot["deleted"], matched + tot["added"]
     return {"prelabel_images": n,
             "prelabel_precision": round(matched / pre, 4) if n and pre else float("nan"),
             "prelabel_recall": round(matched / final, 4) if n and final else float("nan"),
+            # of the pre-labels as shown (boxes >= prelabel.conf): a lower bound of the model's mAP50 on the pool
+            "prelabel_map50": round(map50(pairs, p.ds.nc), 4) if pairs else float("nan"),
             "edits_per_image": round((tot["corrected"] + tot["deleted"] + tot["added"]) / n, 3) if n else float("nan")}
 
 
@@ -536,13 +543,15 @@ def format_status(st: dict) -> str:
     if st["rounds"]:
         lines.append("")
         lines.append(f"{'round':>5}  {'labelled':>8}  {'boxes':>6}  {'mAP50-95':>8}  {'mAP50':>6}  {'pushed':>6}  "
-                     f"{'pre-label P':>11}  {'R':>6}  {'edits/img':>9}  (P, R, edits: random share, unseen images)")
+                     f"{'pre-label P':>11}  {'R':>6}  {'mAP50':>6}  {'edits/img':>9}  "
+                     "(val mAP; then the random share's pre-labels on unseen images)")
         for r in st["rounds"]:
             def f(v, fmt):
                 return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
             lines.append(f"{r['round']:>5}  {r['labeled_images']:>8}  {r['labeled_boxes']:>6}  {f(r['map50_95'], '.3f'):>8}  "
                          f"{f(r['map50'], '.3f'):>6}  {r['selected_images']:>6}  {f(r['prelabel_precision'], '.3f'):>11}  "
-                         f"{f(r['prelabel_recall'], '.3f'):>6}  {f(r['edits_per_image'], '.2f'):>9}")
+                         f"{f(r['prelabel_recall'], '.3f'):>6}  {f(r['prelabel_map50'], '.3f'):>6}  "
+                         f"{f(r['edits_per_image'], '.2f'):>9}")
     else:
         lines.append("no round trained yet")
     last = st["last_run"]

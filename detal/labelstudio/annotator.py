@@ -104,6 +104,8 @@ class LabelStudioAnnotator:
                 else:  # annotated earlier (e.g. by another arm of the experiment): these pre-labels vs final
                     counts = effort_counts(_prelabels(self._prelabels.get(p), self.names), pulled.labels[p])
                 out.effort_by_image[orig] = counts
+                if p in pulled.prelabels:
+                    out.prelabels[orig] = pulled.prelabels[p]
                 for k in BOX_EFFORT_KEYS:
                     out.effort[k] += counts[k]
         out.skipped = [original[p] for p in pulled.skipped if p in original]

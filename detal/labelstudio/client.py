@@ -21,7 +21,8 @@ import numpy as np
 
 from detal.errors import LabelStudioError
 from detal.labelstudio.format import (
-    LabelSpec, effort_counts, label_config, parse_label_config, prediction_regions, regions_to_yolo, validate_prediction,
+    LabelSpec, effort_counts, label_config, parse_label_config, prediction_regions, region_scores, regions_to_yolo,
+    validate_prediction,
 )
 from detal.types import BOX_EFFORT_KEYS, Prediction
 
@@ -422,6 +423,8 @@ class PullResult:
     skipped: list[Path]  # every annotation cancelled/skipped: NOT labelled
     effort: dict[Path, dict[str, int]]  # per labelled image: accepted, corrected, deleted, added
     task_ids: dict[Path, int] = field(default_factory=dict)
+    # per labelled image: the pre-labels the annotator started from, (n, 5) YOLO rows and (n,) region scores
+    prelabels: dict[Path, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def effort_totals(self, images=None) -> dict[str, int]:
         """Box effort summed over `images` (default: every labelled one), plus the skipped count."""
@@ -485,6 +488,8 @@ def pull(conn: Connection, project_id: int, names: Sequence[str], *, document_ro
         pre_labels = regions_to_yolo(pre.get("result") or [], spec, where + " prediction") if pre else labels[:0]
         out.labels[path] = labels
         out.effort[path] = effort_counts(pre_labels, labels)
+        if pre:
+            out.prelabels[path] = (pre_labels, region_scores(pre.get("result") or [], spec))
         out.task_ids[path] = int(task.id)
     return out
 

@@ -202,6 +202,22 @@ def regions_to_yolo(result: list[dict], spec: LabelSpec, where: str) -> np.ndarr
     return np.asarray(rows, dtype=np.float64).reshape(-1, 5)
 
 
+def region_scores(result: list[dict], spec: LabelSpec) -> np.ndarray:
+    """The score of each rectangle that regions_to_yolo keeps, in the same order (1.0 where none is given)."""
+    out = []
+    for r in result:
+        if r.get("type") != "rectanglelabels" or r.get("from_name") != spec.from_name:
+            continue
+        v = r.get("value", {})
+        x, y, w, h = unrotate(*(float(v.get(k, 0.0)) / 100.0 for k in ("x", "y", "width", "height")),
+                              float(v.get("rotation", 0.0) or 0.0),
+                              float(r.get("original_width") or 0), float(r.get("original_height") or 0))
+        (x, y, w, h), = clamp_ls(np.array([[x, y, w, h]]) * 100.0)
+        if w > 0 and h > 0:
+            out.append(float(r.get("score", 1.0) if r.get("score") is not None else 1.0))
+    return np.asarray(out, dtype=np.float64)
+
+
 # ---------------------------------------------------------------- annotator effort
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -237,3 +253,46 @@ def effort_counts(pre: np.ndarray, final: np.ndarray) -> dict[str, int]:
     out["deleted"] = len(pre) - len(used_p)
     out["added"] = len(final) - len(used_f)
     return out
+
+
+def map50(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], nc: int) -> float:
+    """mAP at IoU 0.5 of scored boxes against final labels, over images: [(pred (n, 5), scores (n,), truth (m, 5))].
+
+    Per class, predictions of every image ranked by score; a prediction is a true positive when it overlaps
+    an unmatched final box of its class at IoU >= 0.5 (COCO-style greedy matching); AP is the area under the
+    precision envelope (all-point interpolation). Mean over classes with at least one final box; NaN if none.
+    """
+    aps = []
+    for c in range(nc):
+        n_true = 0
+        ranked = []  # (score, image index, box row)
+        for i, (pred, score, truth) in enumerate(pairs):
+            n_true += int((np.asarray(truth).reshape(-1, 5)[:, 0] == c).sum())
+            pred = np.asarray(pred).reshape(-1, 5)
+            ranked += [(float(score[j]), i, j) for j in np.flatnonzero(pred[:, 0] == c)]
+        if n_true == 0:
+            continue
+        ranked.sort(key=lambda t: (-t[0], t[1], t[2]))
+        used: dict[int, set] = {}
+        tp = np.zeros(len(ranked))
+        for k, (_, i, j) in enumerate(ranked):
+            pred, _, truth = pairs[i]
+            truth = np.asarray(truth).reshape(-1, 5)
+            cand = np.flatnonzero(truth[:, 0] == c)
+            if len(cand) == 0:
+                continue
+            iou = box_iou(np.asarray(pred).reshape(-1, 5)[j:j + 1, 1:], truth[cand, 1:])[0]
+            free = [(iou[q], cand[q]) for q in range(len(cand)) if cand[q] not in used.get(i, set())]
+            best = max(free, default=(0.0, -1))
+            if best[0] >= MATCH_IOU:
+                used.setdefault(i, set()).add(best[1])
+                tp[k] = 1
+        if len(ranked) == 0:
+            aps.append(0.0)
+            continue
+        ctp = np.cumsum(tp)
+        recall = np.concatenate([[0.0], ctp / n_true])
+        precision = np.concatenate([[1.0], ctp / np.arange(1, len(ranked) + 1)])
+        envelope = np.maximum.accumulate(precision[::-1])[::-1]
+        aps.append(float(np.sum(np.diff(recall) * envelope[1:])))
+    return float(np.mean(aps)) if aps else float("nan")

@@ -144,6 +144,11 @@ def test_init_and_three_cycles(ls_server, conn, tmp_path, token, capsys):
     assert labelled == sorted(labelled) and labelled[0] < labelled[-1]
     st = project_status(cfg)
     assert [r["round"] for r in st["rounds"]] == [1, 2, 3]
+    # the random share of earlier batches, once annotated, measured the pre-labels on unseen images
+    est = [r for r in st["rounds"] if r["prelabel_images"]]
+    assert est, "no random-share image was annotated between cycles"
+    for r in est:
+        assert 0 <= r["prelabel_precision"] <= 1 and 0 <= r["prelabel_recall"] <= 1 and 0 <= r["prelabel_map50"] <= 1
     assert all(r["map50_95"] is not None for r in st["rounds"])
     assert st["images"]["labelled"] == sum(1 for s in status.values() if s == "labelled")
     assert st["last_run"]["outcome"] == "trained"

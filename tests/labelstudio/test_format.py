@@ -238,3 +238,22 @@ def test_transient_server_errors_are_retried_then_fail_cleanly(monkeypatch):
     with pytest.raises(LabelStudioError, match="HTTP 400"):
         client._call(conn, "task list", flaky(99, status=400))
     assert calls["n"] == 1  # a client error is not retried
+
+
+def test_map50_against_hand_computed_values():
+    from detal.labelstudio.format import map50
+
+    t = np.array([[0, 0.5, 0.5, 0.2, 0.2], [1, 0.2, 0.2, 0.1, 0.1]])
+    exact = (t.copy(), np.array([0.9, 0.8]), t)
+    assert map50([exact], 2) == pytest.approx(1.0)
+    # class 0: a false positive ranked above the true one -> precision 1/2 at recall 1 -> AP 0.5; class 1 found
+    fp = np.vstack([[0, 0.9, 0.9, 0.1, 0.1], t])
+    assert map50([(fp, np.array([0.95, 0.9, 0.8]), t)], 2) == pytest.approx((0.5 + 1.0) / 2)
+    # the false positive ranked last costs nothing (all-point interpolation); a missed box halves recall
+    assert map50([(fp, np.array([0.1, 0.9, 0.8]), t)], 2) == pytest.approx(1.0)
+    assert map50([(t[:1], np.array([0.9]), t)], 2) == pytest.approx(0.5)  # class 1 never predicted: AP 0
+    # two images, one box each: matching never crosses images
+    a, b = t[:1], t[:1].copy()
+    b[0, 1] = 0.2
+    assert map50([(a, np.array([0.9]), b), (b, np.array([0.8]), a)], 2) == pytest.approx(0.0)
+    assert np.isnan(map50([], 2))
