@@ -12,11 +12,13 @@ what the target excludes. The parts are timed by wrapping the real functions:
     score    ScoringPass: model passes over the ids the strategy asked for + pre-labels of what is pushed
     select   the strategy (acquisition.selection.select) minus its scoring calls
     push     LabelStudioAnnotator.request (import, refresh of open tasks, project model_version)
-    eval     evaluation on val (printed, not part of the overhead: it runs once per trained model)
+    other    the rest of the run: dataset check, reconciling with the server, the state transaction
+    eval     evaluation on val (printed, not part of the overhead: model work, like training)
 
     .venv/bin/python tools/bench_cycle.py [--pool 5000]
 
-Last line: `cycle_overhead_s=<s> pool=<n>` (the slower of the two cycles, pull + score + select + push).
+Last line: `cycle_overhead_s=<s> pool=<n>`: the slower of the two cycles' wall time minus evaluation (and
+the training stub): pull + score + select + push + other.
 """
 
 from __future__ import annotations
@@ -160,12 +162,12 @@ def main() -> int:
                 score = TIMES["score"]
                 select = TIMES["select+score"] - min(TIMES["select+score"], score)
                 parts = {"pull": TIMES["pull"], "score": score, "select": select, "push": TIMES["push"]}
-                overhead = sum(parts.values())
+                parts["other"] = wall - TIMES["eval"] - sum(parts.values())
+                overhead = wall - TIMES["eval"]
                 overheads.append(overhead)
                 print(f"cycle {c}: {out.message}")
-                print(f"  wall {wall:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
-                      + f" = {overhead:.1f} s overhead; eval {TIMES['eval']:.1f} s; rest {wall - overhead - TIMES['eval']:.1f} s",
-                      flush=True)
+                print(f"  wall {wall:.1f} s = eval {TIMES['eval']:.1f} s + overhead {overhead:.1f} s ("
+                      + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()) + ")", flush=True)
         finally:
             server.stop(info.data_dir)
     print(f"cycle_overhead_s={max(overheads):.1f} pool={args.pool}")

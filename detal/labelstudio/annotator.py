@@ -43,6 +43,7 @@ class LabelStudioAnnotator:
         self._pid: int | None = None
         self._pushed: set[Path] = set()  # tasks this process pushed (their effort is measured by pull)
         self._prelabels: dict[Path, Prediction] = {}  # last pre-labels per image, for images annotated earlier
+        self._pulled: ls.PullResult | None = None  # reused by every collect until the next push
 
     @classmethod
     def from_config(cls, cfg, ds) -> "LabelStudioAnnotator":
@@ -84,6 +85,7 @@ class LabelStudioAnnotator:
         bare = [p for p in images if p not in by_path or not by_path[p].ok]
         scores = {Path(k).resolve(): float(v) for k, v in req.scores.items()}
         extra = {Path(p): {"source": s, **({"split": "val"} if s == "val" else {})} for p, s in req.sources.items()}
+        self._pulled = None
         res = ls.push(conn, pid, preds, names=self.names, document_root=self.document_root, round_idx=req.round,
                       model_version=req.model_version or "none", scores=scores or None, images=bare,
                       batch_size=self.batch_size, extra=extra)
@@ -94,7 +96,9 @@ class LabelStudioAnnotator:
     def collect(self, images: Sequence[Path]) -> Annotations:
         conn, pid = self._connect()
         original = {Path(p).resolve(): Path(p) for p in images}
-        pulled = ls.pull(conn, pid, self.names, document_root=self.document_root)
+        if self._pulled is None:  # one pull serves the val set, the pool and the round's first collect
+            self._pulled = ls.pull(conn, pid, self.names, document_root=self.document_root)
+        pulled = self._pulled
         out = Annotations()
         for p, orig in original.items():
             if p in pulled.labels:

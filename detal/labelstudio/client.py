@@ -235,6 +235,15 @@ def _task_key(data: Mapping) -> str | None:
     return None
 
 
+def _prediction_versions(conn: Connection, project_id: int) -> dict[int, set[str]]:
+    """task id -> the model versions of its predictions: one request for the whole project (the task list only
+    computes that column for a Data Manager view)."""
+    out: dict[int, set[str]] = {}
+    for p in _call(conn, "prediction list", conn.client.predictions.list, project=project_id):
+        out.setdefault(int(p.task), set()).add(str(p.model_version or ""))
+    return out
+
+
 def _existing_tasks(conn: Connection, project_id: int) -> dict[str, Any]:
     pager = _call(conn, "task list", conn.client.tasks.list, project=project_id, fields="task_only", page_size=1000,
                   include="id,data,total_annotations,cancelled_annotations")
@@ -327,8 +336,7 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
         pred = {"model_version": model_version, "result": regions,
                 "score": float(np.mean(p.conf)) if len(regions) else 0.0}  # task-level: mean box confidence
         validate_prediction(pred, spec, str(path))
-        # model_version in data too: the task list cannot cheaply tell which model's prediction a task holds
-        data = {"image": image_url(key), "path": key, "round": int(round_idx), "model_version": model_version}
+        data = {"image": image_url(key), "path": key, "round": int(round_idx)}
         unc = _score_of(scores, i, path)
         if unc is not None:
             data["uncertainty"] = unc
@@ -348,17 +356,20 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
     ensure_storage(conn, project_id, [path.parent for path, *_ in items], document_root=document_root)
     existing = _existing_tasks(conn, project_id) if proj.task_number != 0 else {}  # None: unknown, list
     new, refresh = [], []
+    open_existing = [existing[k] for _, k, _, pred in items if pred is not None and k in existing
+                     and not (existing[k].total_annotations or existing[k].cancelled_annotations)]
+    versions = _prediction_versions(conn, project_id) if open_existing else {}
     for path, key, data, pred in items:
         task = existing.get(key)
         if task is None:
             new.append((path, data, pred))
         elif (task.total_annotations or 0) > 0 or (task.cancelled_annotations or 0) > 0:
             result.annotated.append(path)
-        elif pred is None or (task.data or {}).get("model_version") == model_version:
+        elif pred is None or model_version in versions.get(int(task.id), set()):
             result.unchanged += 1
             result.task_ids[path] = task.id
         else:
-            refresh.append((path, task.id, data, pred))
+            refresh.append((path, task.id, {**(task.data or {}), **data} if "uncertainty" in data else None, pred))
     for start in range(0, len(new), batch_size):
         chunk = new[start:start + batch_size]
         ids = _import_tasks(conn, project_id, [{"data": d, "predictions": [p] if p else []} for _, d, p in chunk])
@@ -403,7 +414,8 @@ def _import_tasks(conn: Connection, project_id: int, tasks: list[dict]) -> list[
 
 
 def _refresh(conn: Connection, project_id: int, refresh: list, batch_size: int) -> None:
-    """Replace the old model's prediction on unannotated tasks and update their score columns."""
+    """Replace the old model's prediction on unannotated tasks (two bulk requests per chunk); a task's data
+    is updated only when it brings a new uncertainty (one request per task: the API has no bulk update)."""
     for start in range(0, len(refresh), batch_size):
         chunk = refresh[start:start + batch_size]
         ids = [tid for _, tid, _, _ in chunk]
@@ -411,8 +423,9 @@ def _refresh(conn: Connection, project_id: int, refresh: list, batch_size: int) 
               project=project_id, selected_items={"all": False, "included": ids})
         _call(conn, "prediction import", conn.client.projects.import_predictions, id=project_id,
               request=[{"task": tid, **pred} for _, tid, _, pred in chunk])
-        for _, tid, data, _ in chunk:  # no bulk data update in the API; refreshes are the rare case
-            _call(conn, "task update", conn.client.tasks.update, id=tid, data=data)
+        for _, tid, data, _ in chunk:
+            if data is not None:
+                _call(conn, "task update", conn.client.tasks.update, id=tid, data=data)
 
 
 # ---------------------------------------------------------------- pull
