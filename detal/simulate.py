@@ -45,8 +45,16 @@ def append_rows(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
     atomic_write_text(path, old + new)
 
 
+# where and how fast it runs is not what the experiment is: a run started on CPU may resume on a GPU
+_NOT_THE_EXPERIMENT = {"model": ("device", "workers", "threads"), "scoring": ("workers",)}
+
+
 def config_fingerprint(cfg: Config) -> str:
-    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+    doc = cfg.model_dump(mode="json")
+    for section, keys in _NOT_THE_EXPERIMENT.items():
+        for k in keys:
+            doc[section].pop(k, None)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def prepare_dataset(cfg: Config, progress: Progress) -> Dataset:

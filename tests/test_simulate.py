@@ -177,3 +177,12 @@ def test_a_run_that_never_finished_a_round_does_not_lock_its_config(data_yaml, t
     fixed = _cfg(data_yaml, tmp_path, seeds=[0], strategies=["random"], model={"device": "cpu"})
     run_dir = run_experiment(fixed, quiet=True, backend=fake_backend)
     assert pd.read_csv(run_dir / "metrics.csv")["round"].tolist() == [1, 2, 3]
+
+
+def test_resume_on_another_device_is_the_same_experiment(data_yaml, tmp_path):
+    from detal.simulate import config_fingerprint
+
+    a = _cfg(data_yaml, tmp_path, model={"device": "cpu", "workers": 0})
+    b = _cfg(data_yaml, tmp_path, model={"device": "0", "workers": 8, "threads": 4})
+    c = _cfg(data_yaml, tmp_path, model={"device": "cpu", "batch": 4})
+    assert config_fingerprint(a) == config_fingerprint(b) != config_fingerprint(c)
