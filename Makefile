@@ -58,6 +58,7 @@ test: test-deps
 bench: install
 	$(BIN)/python tools/bench_scoring.py
 	$(BIN)/python tools/bench_labelstudio.py
+	$(BIN)/python tools/bench_cycle.py
 
 clean-demo:
 	rm -rf runs/demo datasets/shapes-demo

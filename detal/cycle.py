@@ -474,7 +474,18 @@ def _cycle(p: Project) -> CycleOutcome:
     _record(p, r, res, task_ids)
     msg = (f"round {r}: trained on {row['labeled_images']} images, val mAP50-95 {row['map50_95']:.3f}, "
            f"pushed {row['selected_images']} images")
+    _report(p)
     return CycleOutcome(True, msg, r, row)
+
+
+def _report(p: Project) -> None:
+    """The project's rounds reported as an experiment's are; a report problem never fails the cycle."""
+    from detal.report import write_report
+
+    try:
+        write_report(p.cfg.run_dir)
+    except DetalError as exc:
+        log.warning("the round is saved, but the report was not rewritten: %s", exc)
 
 
 def _rearm_val(p: Project) -> Arm:

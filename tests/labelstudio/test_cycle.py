@@ -152,6 +152,7 @@ def test_init_and_three_cycles(ls_server, conn, tmp_path, token, capsys):
     assert all(r["map50_95"] is not None for r in st["rounds"])
     assert st["images"]["labelled"] == sum(1 for s in status.values() if s == "labelled")
     assert st["last_run"]["outcome"] == "trained"
+    assert (cfg.run_dir / "report.html").exists()  # the project's rounds are reported like an experiment's
     text = format_status(st)
     assert "mAP50-95" in text and "last run: cycle" in text
     json.dumps(st)  # --json
