@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -32,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from detal.annotate import Annotations, Annotator
+from detal.annotate import Annotator
 from detal.config import Config
 from detal.data import Dataset, label_path, read_labels
 from detal.errors import DetalError
 from detal.labels import LabelStore, image_key
+from detal.lock import exclusive
 from detal.progress import Progress
-from detal.round import Arm, Collected, collect, request, run_round, seed_set, selection_rng
+from detal.round import Arm, Collected, class_rows, collect, request, run_round, seed_set, selection_rng
 from detal.state import ArmState
 from detal.types import BOX_EFFORT_KEYS, METRIC_COLUMNS, PER_CLASS_COLUMNS, SELECTED_CLASS_COLUMNS, SELECTION_COLUMNS
 
@@ -163,30 +163,10 @@ class Store:
                        (_now(), outcome, round(seconds, 2), message, run_id))
 
 
-@contextlib.contextmanager
 def project_lock(cfg: Config):
     """One scheduled run per project at a time (cron can start the next before the last has finished)."""
-    import fcntl
-
-    try:
-        cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        path = cfg.run_dir / ".cycle.lock"
-        fh = open(path, "a+")
-    except OSError as exc:
-        raise DetalError(f"{cfg.run_dir}: cannot create the project lock ({exc.strerror or exc}); "
-                         "choose a writable output_dir") from None
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            raise DetalError(f"{cfg.run_dir}: another detal init/cycle is running on this project "
-                             f"(pid {fh.read().strip() or '?'}); this run exits without doing anything") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        yield
+    return exclusive(cfg.run_dir / ".cycle.lock", busy=f"{cfg.run_dir}: another detal init/cycle is running on "
+                                                       "this project; this run exits without doing anything")
 
 
 # ---------------------------------------------------------------- the project as an Arm
@@ -390,14 +370,16 @@ def _adopt_orphans(p: Project) -> dict[str, int]:
             with contextlib.suppress(ValueError):
                 to_key[rel.relative_to(root).as_posix()] = (arm, k)
     ids, adopted = {}, 0
+    taken = {id(p.train): p.train.taken(), id(p.val): p.val.taken()}
     for tkey, tid in by_key.items():
         if tkey not in to_key:
             continue
         arm, k = to_key[tkey]
         ids[k] = tid
         state = p.train if arm is p.arm else p.val
-        if k not in state.taken():
+        if k not in taken[id(state)]:
             state.pending[k] = state.round_done + 1 if arm is p.arm else 1
+            taken[id(state)].add(k)
             adopted += 1
     if adopted:
         log.warning("adopted %d tasks pushed by an interrupted run; they are now waiting for annotation", adopted)
@@ -432,7 +414,8 @@ def _estimates(p: Project, got: list[Collected]) -> dict:
 
 def _cycle(p: Project) -> CycleOutcome:
     cfg = p.cfg
-    gone = [k for k in {*p.train.taken(), *p.val.taken()} if k not in set(p.arm.keys) | set(p.val_arm.keys)]
+    present = set(p.arm.keys) | set(p.val_arm.keys)
+    gone = [k for k in {*p.train.taken(), *p.val.taken()} if k not in present]
     if gone:
         p.progress.line(f"warning: {len(gone)} images of the project left the dataset (e.g. {sorted(gone)[0]}); "
                         "their labels and history are kept")
@@ -468,7 +451,7 @@ def _cycle(p: Project) -> CycleOutcome:
     row["skipped"] += skipped
     est = _estimates(p, [early])
     row.update(est)
-    res.selected_classes += _class_rows_early(arm, p.train, early)
+    res.selected_classes += class_rows(arm, p.train, early)
     for s in res.selections:
         p.sources[image_key(Path(s["image"]), p.ds.root)] = s["source"]
     _record(p, r, res, task_ids)
@@ -492,12 +475,6 @@ def _rearm_val(p: Project) -> Arm:
     from dataclasses import replace
 
     return replace(p.arm, val=_eval_images(p))
-
-
-def _class_rows_early(arm: Arm, state: ArmState, early: Collected) -> list[dict]:
-    from detal.round import class_rows
-
-    return class_rows(arm, state, early)
 
 
 def _record(p: Project, r: int, res, task_ids: dict[str, int] | None = None) -> None:

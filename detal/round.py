@@ -175,7 +175,8 @@ def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
            labelled: list[str]) -> tuple[Selection, ScoringPass | None]:
     """Score what the strategy asks for and select the next batch from the pool."""
     cfg = arm.cfg
-    pool_ids = np.array([i for i, k in enumerate(arm.keys) if k not in state.taken()], dtype=np.int64)
+    taken = state.taken()  # once: a set per key would make this quadratic in the pool
+    pool_ids = np.array([i for i, k in enumerate(arm.keys) if k not in taken], dtype=np.int64)
     budget = min(max(1, round(cfg.schedule.select_fraction * len(arm.images))), pool_ids.size)
     spec = strategy_spec(arm.strategy)
     scoring = None
@@ -205,7 +206,6 @@ def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
 
     `last`: nothing is selected after it (an experiment's final round); a live project has none.
     """
-    cfg = arm.cfg
     round_dir = arm.dir / f"round{r}"
     early = collect(arm, state)
     tr, ev, labelled, n_boxes, eval_s = train_and_evaluate(arm, state, r, round_dir)

@@ -146,7 +146,7 @@ def box_rows(preds: Sequence[Prediction], sc: ScoringConfig, names: Sequence[str
 def score_folder(cfg: Config, weights: Path, images: Path, out: Path, quiet: bool = False) -> tuple[Path, Path]:
     """`detal score`: stream every image through the scorer, write per-image scores and the per-box audit."""
     from detal import detector
-    from detal.data import atomic_write_text, list_images
+    from detal.data import list_images
     from detal.errors import DetalError
 
     if not weights.is_file():

@@ -8,11 +8,9 @@ atomically, so a killed run resumes where it stopped and loses at most the round
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from detal.config import Config
 from detal.data import Dataset, atomic_write_text, label_path, load_dataset, read_labels
 from detal.errors import DetalError
 from detal.labels import LabelStore, image_key
+from detal.lock import exclusive
 from detal.progress import Progress
 from detal.round import Arm, run_round, seed_set, start
 from detal.state import ArmState
@@ -119,30 +118,11 @@ def _check_run_dir(cfg: Config, overwrite: bool) -> None:
                          "choose a writable output_dir") from None
 
 
-@contextlib.contextmanager
 def run_lock(cfg: Config):
     """One run per experiment at a time: a second concurrent run would interleave rounds and state."""
-    import fcntl
-
-    try:
-        cfg.output_dir.mkdir(parents=True, exist_ok=True)
-        path = cfg.output_dir / f".{cfg.experiment}.lock"
-        fh = open(path, "a+")
-    except OSError as exc:
-        raise DetalError(f"{cfg.output_dir}: cannot create the run lock ({exc.strerror or exc}); "
-                         "choose a writable output_dir") from None
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            raise DetalError(f"{cfg.run_dir}: another detal run holds {path} (pid {fh.read().strip() or '?'}); "
-                             "wait for it to finish or use another `experiment:` name") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        yield  # the lock is released when the file closes, also on a crash
+    path = cfg.output_dir / f".{cfg.experiment}.lock"
+    return exclusive(path, busy=f"{cfg.run_dir}: another detal run holds {path}; wait for it to finish or use "
+                                f"another `experiment:` name")
 
 
 def _pool_classes(cfg: Config, ds: Dataset) -> list[dict]:

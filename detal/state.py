@@ -59,7 +59,8 @@ class ArmState:
             raise ValueError("rounds start at 1")
         if len(set(keys)) != len(keys):
             raise ValueError("the same image was selected twice in one batch; a strategy must return unique ids")
-        already = [k for k in keys if k in self.taken()]
+        taken = self.taken()
+        already = [k for k in keys if k in taken]
         if already:
             raise ValueError(f"images {already[:5]} are not in the pool; a strategy must pick from the pool")
         self.pending.update(dict.fromkeys(keys, round_idx))
