@@ -79,6 +79,7 @@ class SelectionConfig(_Model):
     mix_ratio: float = Field(0.5, ge=0, le=1)
     candidate_factor: float = Field(3.0, ge=1)
     class_balance: float = Field(0.0, ge=0)
+    min_subset_factor: float = Field(5.0, ge=1)  # entropy_wide / mix_wide only: subset >= this x ranked images
 
 
 class ScoringConfig(_Model):

@@ -9,6 +9,7 @@ atomically, so a killed run resumes where it stopped and loses at most the round
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import shutil
@@ -172,7 +173,11 @@ def run_arm(cfg: Config, ds: Dataset, keys: tuple[str, ...], seed: int, strategy
 
 def run_experiment(cfg: Config, *, quiet: bool = False, overwrite: bool = False, backend=None,
                    annotator: Annotator | None = None) -> Path:
-    """Run (or resume) every arm of every seed; returns the run folder holding the tables and the report."""
+    """Run (or resume) every arm of every seed; returns the run folder holding the tables and the report.
+
+    backend: the detector module (default `detal.detector`), or its import name (picklable, for a
+    run in another process).
+    """
     with run_lock(cfg):
         return _run_experiment(cfg, quiet=quiet, overwrite=overwrite, backend=backend, annotator=annotator)
 
@@ -182,6 +187,8 @@ def _run_experiment(cfg: Config, *, quiet: bool, overwrite: bool, backend, annot
     ds = prepare_dataset(cfg, progress)
     if backend is None:
         from detal import detector as backend
+    elif isinstance(backend, str):
+        backend = importlib.import_module(backend)
     _check_run_dir(cfg, overwrite)
     annotator = annotator or ANNOTATORS[cfg.annotator](cfg, ds)
     device = backend.resolve_device(cfg.model.device)

@@ -134,3 +134,24 @@ def test_combined_report_and_time_split(study):
     t = bench.time_split(df)
     assert list(t.columns) == ["train_seconds", "eval_seconds", "select_seconds"]
     assert isinstance(t, pd.DataFrame) and set(t.index) == {"random", "entropy", "mix"}
+
+
+def test_parallel_arms_give_the_same_tables_as_one_at_a_time(data_yaml, tmp_path):
+    # --jobs 2: arms in two spawned processes (backend passed by import name); same numbers as serial
+    cfg = _cfg(data_yaml, tmp_path / "serial", seeds=(0, 1), strategies=("random", "entropy_wide"))
+    serial = bench.run_study(cfg, backend=fake_backend, quiet=True, report=False)
+    par_cfg = cfg.model_copy(update={"output_dir": tmp_path / "parallel"})
+    parallel = bench.run_study(par_cfg, backend=fake_backend, quiet=True, report=False, jobs=2)
+    cols = ["strategy", "seed", "round", "labeled_images", "labeled_boxes", "map50_95"]
+    key = ["strategy", "seed", "round"]
+    pd.testing.assert_frame_equal(serial[cols].sort_values(key).reset_index(drop=True),
+                                  parallel[cols].sort_values(key).reset_index(drop=True))
+    assert len(parallel) == 2 * 2 * 3
+    assert bench.parallel_threads(par_cfg, 2).model.threads == max(1, (__import__("os").cpu_count() or 1) // 2)
+
+
+def test_parallel_arm_failure_is_raised(data_yaml, tmp_path):
+    cfg = _cfg(data_yaml, tmp_path, seeds=(0,), strategies=("random", "mix"))
+    bad = cfg.model_copy(update={"model": cfg.model.model_copy(update={"arch": "missing-file.pt"})})
+    with pytest.raises(DetalError):
+        bench.run_study(bad, backend=None, quiet=True, report=False, jobs=2)

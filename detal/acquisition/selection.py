@@ -19,6 +19,12 @@ Strategies (`STRATEGIES`):
   features (`Scored.features`): start from the most uncertain candidate, repeatedly add the candidate
   farthest from everything chosen (ties -> more uncertain). One batch then spans feature space
   instead of holding twenty near-identical frames. Scoring cost equals `entropy`'s.
+- `entropy_wide`, `mix_wide`: `entropy` and `mix` with a minimum subset size (issue 11's "subset
+  degeneracy"): the scored random subset holds at least `ceil(min_subset_factor * k)` images, k the
+  number ranked by uncertainty (the budget for `entropy_wide`, the uncertain share for `mix_wide`).
+  With a subset of 20% of the pool and a budget of 10% of the starting pool, plain `entropy` keeps
+  the top half of its subset in the first round and ~3/4 of it by round 4: close to random by
+  construction. `entropy` and `mix` stay exactly as specified (they are the reference).
 
 Class balance (`SelectionConfig.class_balance = b > 0`, every uncertainty-based strategy): with
 `labelled_class_counts` n_c over nc classes, smoothed frequency f_c = (n_c + 1) / (sum(n) + nc) and
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -143,9 +150,13 @@ def _score(score_fn: ScoreFn, ids: np.ndarray, params: _Params, need_features: b
     return scores, feats
 
 
-def _subset(pool: np.ndarray, need: int, rng: np.random.Generator, params: _Params) -> np.ndarray:
-    """The random share of the pool that gets scored: ceil(fraction * pool), >= need, <= pool; sorted."""
-    m = min(len(pool), max(need, math.ceil(params.cfg.subset_fraction * len(pool) - 1e-9)))
+def _subset(pool: np.ndarray, need: int, rng: np.random.Generator, params: _Params, wide: bool = False) -> np.ndarray:
+    """The random share of the pool that gets scored: ceil(fraction * pool), >= need, <= pool; sorted.
+
+    wide: also >= ceil(min_subset_factor * need), so ranking keeps a selective top share.
+    """
+    floor = math.ceil(params.cfg.min_subset_factor * need - 1e-9) if wide else need
+    m = min(len(pool), max(need, floor, math.ceil(params.cfg.subset_fraction * len(pool) - 1e-9)))
     return np.sort(rng.choice(pool, size=m, replace=False))
 
 
@@ -163,19 +174,19 @@ def select_random(pool, budget, rng, score_fn, params) -> Selection:
     return Selection(ids, np.full(budget, np.nan), ("random",) * budget, 0)
 
 
-def select_entropy(pool, budget, rng, score_fn, params) -> Selection:
-    sub = _subset(pool, budget, rng, params)
+def select_entropy(pool, budget, rng, score_fn, params, wide: bool = False) -> Selection:
+    sub = _subset(pool, budget, rng, params, wide)
     scores, _ = _score(score_fn, sub, params)
     top = _rank(sub, scores)[:budget]
     return Selection(sub[top], scores[top], ("uncertainty",) * budget, len(sub))
 
 
-def select_mix(pool, budget, rng, score_fn, params) -> Selection:
+def select_mix(pool, budget, rng, score_fn, params, wide: bool = False) -> Selection:
     n_unc = min(budget, math.floor(params.cfg.mix_ratio * budget + 0.5))
     if n_unc == 0:  # e.g. budget 1 at ratio 0.3: nothing to rank, so score nothing
         sub, scores = np.zeros(0, np.int64), np.zeros(0)
     else:
-        sub = _subset(pool, n_unc, rng, params)
+        sub = _subset(pool, n_unc, rng, params, wide)
         scores, _ = _score(score_fn, sub, params)
     top = _rank(sub, scores)[:n_unc]
     chosen = sub[top]
@@ -247,6 +258,8 @@ STRATEGIES: dict[str, Strategy] = {
     "entropy": Strategy(select_entropy),
     "mix": Strategy(select_mix),
     "diverse": Strategy(select_diverse, features=True),
+    "entropy_wide": Strategy(partial(select_entropy, wide=True)),
+    "mix_wide": Strategy(partial(select_mix, wide=True)),
 }
 
 

@@ -335,7 +335,7 @@ def _one_line(excinfo):
 
 
 def test_unknown_strategy_lists_valid_names_and_suggests():
-    with pytest.raises(ConfigError, match=r"unknown selection strategy 'entrop'; valid: diverse, entropy, mix, random\. Did you mean 'entropy'\?") as e:
+    with pytest.raises(ConfigError, match=r"unknown selection strategy 'entrop'; valid: diverse, entropy, entropy_wide, mix, mix_wide, random\. Did you mean 'entropy'\?") as e:
         run("entrop", np.arange(10), 2, 0)
     assert isinstance(e.value, ValueError)
 
@@ -394,3 +394,50 @@ def test_bad_scorer_answers_are_caught():
         select("entropy", np.arange(20), 2, np.random.default_rng(0), lambda ids: Scored(np.full(len(ids), np.nan)))
     with pytest.raises(TypeError, match="Scored"):
         select("entropy", np.arange(20), 2, np.random.default_rng(0), lambda ids: np.ones(len(ids)))
+
+
+# ---------------------------------------------------------------- minimum subset size (entropy_wide, mix_wide)
+
+
+@pytest.mark.parametrize(
+    "strategy,n_pool,budget,factor,expect",
+    [
+        # the degenerate case: subset 20% of the pool (40) is barely more than the budget (30)
+        ("entropy_wide", 200, 30, 5.0, 150),  # 5 x 30 ranked
+        ("mix_wide", 200, 30, 5.0, 75),  # 5 x 15 ranked (the uncertain share)
+        ("entropy_wide", 200, 30, 10.0, 200),  # capped by the pool
+        ("entropy_wide", 290, 5, 2.0, 58),  # the fraction wins when it is larger: ceil(0.2 * 290)
+        ("mix_wide", 200, 1, 5.0, 40),  # uncertain share 1 (half of 1 rounds up): fraction wins
+    ],
+)
+def test_wide_strategies_score_at_least_factor_times_what_they_rank(strategy, n_pool, budget, factor, expect):
+    pool = np.arange(UNIVERSE - n_pool, UNIVERSE)
+    sel, scorer = run(strategy, pool, budget, 3, SelectionConfig(subset_fraction=0.2, min_subset_factor=factor))
+    assert sel.n_scored == expect == len(scorer.seen)
+
+
+@pytest.mark.parametrize("wide,plain", [("entropy_wide", "entropy"), ("mix_wide", "mix")])
+def test_wide_strategy_is_its_reference_rule_on_a_wider_subset(wide, plain):
+    # same rng stream: with a factor that does not widen the subset, the wide rule picks exactly what the
+    # reference picks (so the only change is the subset size); with a wide subset it ranks more images
+    pool = np.arange(UNIVERSE)
+    for seed in range(5):
+        narrow, _ = run(wide, pool, 10, seed, SelectionConfig(subset_fraction=0.5, min_subset_factor=1.0))
+        ref, _ = run(plain, pool, 10, seed, SelectionConfig(subset_fraction=0.5))
+        np.testing.assert_array_equal(narrow.ids, ref.ids)
+    sc = FakeScorer()
+    sel, _ = run(wide, pool, 20, 0, SelectionConfig(subset_fraction=0.1, min_subset_factor=10.0), sc)
+    n_unc = sel.sources.count("uncertainty")
+    seen = sc.seen
+    assert len(seen) == min(UNIVERSE, 10 * n_unc)
+    np.testing.assert_array_equal(sel.ids[:n_unc], seen[np.lexsort((seen, -sc.scores[seen]))[:n_unc]])
+
+
+def test_reference_rules_ignore_min_subset_factor():
+    # entropy and mix are the reference: the factor must not change what they score or pick
+    pool = np.arange(UNIVERSE)
+    for strategy in ("entropy", "mix", "diverse"):
+        a, sa = run(strategy, pool, 30, 1, SelectionConfig(min_subset_factor=1.0))
+        b, sb = run(strategy, pool, 30, 1, SelectionConfig(min_subset_factor=8.0))
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(sa.seen, sb.seen)
