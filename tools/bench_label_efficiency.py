@@ -458,9 +458,15 @@ def main(argv=None) -> int:
             df = study_metrics(cfg)
             if not df.empty:
                 write_report(arm_dirs(cfg), out=cfg.output_dir / cfg.experiment / "report")
+            wall = None
         else:
+            t0 = time.perf_counter()
             df = run_study(cfg, quiet=args.quiet, jobs=args.jobs)
+            wall = time.perf_counter() - t0
         lines = format_study(df, dataset_name(cfg), args.headline, cfg.strategies)
+        if wall is not None:  # this invocation only: a resumed study counts what was left
+            n_arms = len(cfg.seeds) * len(cfg.strategies)
+            lines.insert(-1, f"wall clock of this run: {wall / 60:.1f} min ({n_arms} arms, --jobs {args.jobs})")
     except DetalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
