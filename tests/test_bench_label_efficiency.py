@@ -155,3 +155,22 @@ def test_parallel_arm_failure_is_raised(data_yaml, tmp_path):
     bad = cfg.model_copy(update={"model": cfg.model.model_copy(update={"arch": "missing-file.pt"})})
     with pytest.raises(DetalError):
         bench.run_study(bad, backend=None, quiet=True, report=False, jobs=2)
+
+
+def test_main_prints_wall_clock_before_the_last_line(study, monkeypatch, capsys, tmp_path):
+    cfg, df = study
+    yaml_path = tmp_path / "study.yaml"
+    yaml_path.write_text(f"experiment: le\ndata: {cfg.data}\noutput_dir: {cfg.output_dir}\nseeds: [0, 1]\n"
+                         "strategies: [random, entropy, mix]\n")
+    calls = {}
+
+    def fake_run(c, quiet, jobs):
+        calls["jobs"] = jobs
+        return df
+
+    monkeypatch.setattr(bench, "run_study", fake_run)
+    assert bench.main(["-c", str(yaml_path), "--jobs", "2", "-q"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert calls["jobs"] == 2
+    assert re.match(r"^wall clock of this run: \d+\.\d min \(6 arms, --jobs 2\)$", lines[-2])
+    assert LAST.match(lines[-1])
