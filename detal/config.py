@@ -121,7 +121,7 @@ class PrelabelConfig(_Model):
 class CycleConfig(_Model):
     """The scheduled job (`detal init / cycle / status`) on a live Label Studio project."""
 
-    strategy: str = "mix"
+    strategy: str = "recommended"  # the alias the label-efficiency study backs (acquisition.selection)
     seed: int = 0  # the project's random seed: seed set, val sample, selection RNG
     min_new_labels: int = Field(1, ge=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)  # reserved for evaluation when data.yaml has no labelled val

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detal.acquisition.selection import Selection, select, strategy as strategy_spec
+from detal.acquisition.selection import Selection, resolve, select, strategy as strategy_spec
 from detal.annotate import Annotations, Annotator, Request
 from detal.config import Config
 from detal.data import atomic_write_text, write_split_yaml
@@ -45,8 +45,9 @@ def seed_set(n_pool: int, fraction: float, seed: int) -> np.ndarray:
 
 
 def selection_rng(seed: int, strategy: str) -> np.random.Generator:
-    # stable across processes (unlike hash()): same seed + strategy, same draws
-    return np.random.default_rng([seed, zlib.crc32(strategy.encode())])
+    # stable across processes (unlike hash()): same seed + strategy, same draws; an alias
+    # (`recommended`) draws what the rule it resolves to draws, so the study's arm is literally its run
+    return np.random.default_rng([seed, zlib.crc32(resolve(strategy).encode())])
 
 
 @dataclass

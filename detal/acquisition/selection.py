@@ -19,6 +19,7 @@ Strategies (`STRATEGIES`):
   features (`Scored.features`): start from the most uncertain candidate, repeatedly add the candidate
   farthest from everything chosen (ties -> more uncertain). One batch then spans feature space
   instead of holding twenty near-identical frames. Scoring cost equals `entropy`'s.
+- `recommended`: an alias of the rule the label-efficiency study supports (`RECOMMENDED`, below).
 - `entropy_wide`, `mix_wide`: `entropy` and `mix` with a minimum subset size (issue 11's "subset
   degeneracy"): the scored random subset holds at least `ceil(min_subset_factor * k)` images, k the
   number ranked by uncertainty (the budget for `entropy_wide`, the uncertain share for `mix_wide`).
@@ -261,6 +262,19 @@ STRATEGIES: dict[str, Strategy] = {
     "entropy_wide": Strategy(partial(select_entropy, wide=True)),
     "mix_wide": Strategy(partial(select_mix, wide=True)),
 }
+
+
+# `recommended` is an alias: the rule the label-efficiency study supports (docs/label-efficiency.md,
+# issue 11). Configs that name it follow the evidence when it changes; an arm named `recommended`
+# draws the same random numbers as the rule itself (detal.round.selection_rng resolves the alias).
+RECOMMENDED = "entropy_wide"
+ALIASES = {"recommended": RECOMMENDED}
+STRATEGIES["recommended"] = STRATEGIES[RECOMMENDED]
+
+
+def resolve(name: str) -> str:
+    """The registered rule a strategy name stands for (aliases resolved; other names unchanged)."""
+    return ALIASES.get(name, name)
 
 
 def strategy(name: str) -> Strategy:

@@ -35,6 +35,8 @@ OPTIONAL = {
     "pool_classes.csv": (POOL_CLASS_COLUMNS, ("experiment", "class_id")),
 }
 FIX = "give a run folder written by `detal simulate` (e.g. runs/demo)"
+# columns that may be empty: a class with no instance in val has no AP (written as an empty field)
+MAY_BE_EMPTY = {"ap50_95", "ap50"}
 
 
 @dataclass
@@ -101,7 +103,7 @@ def read_table(path: Path, columns: tuple[str, ...], required: tuple[str, ...], 
         raw = df[c]
         num = pd.to_numeric(raw, errors="coerce")
         bad = num.isna() & raw.notna()
-        if c in required:
+        if c in required and c not in MAY_BE_EMPTY:
             bad |= raw.isna()
         if c in INTEGER:
             bad |= num.notna() & (num != num.round())

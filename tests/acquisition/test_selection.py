@@ -335,7 +335,7 @@ def _one_line(excinfo):
 
 
 def test_unknown_strategy_lists_valid_names_and_suggests():
-    with pytest.raises(ConfigError, match=r"unknown selection strategy 'entrop'; valid: diverse, entropy, entropy_wide, mix, mix_wide, random\. Did you mean 'entropy'\?") as e:
+    with pytest.raises(ConfigError, match=r"unknown selection strategy 'entrop'; valid: diverse, entropy, entropy_wide, mix, mix_wide, random, recommended\. Did you mean 'entropy'\?") as e:
         run("entrop", np.arange(10), 2, 0)
     assert isinstance(e.value, ValueError)
 
@@ -441,3 +441,19 @@ def test_reference_rules_ignore_min_subset_factor():
         b, sb = run(strategy, pool, 30, 1, SelectionConfig(min_subset_factor=8.0))
         np.testing.assert_array_equal(a.ids, b.ids)
         np.testing.assert_array_equal(sa.seen, sb.seen)
+
+
+def test_recommended_is_an_alias_of_a_registered_rule():
+    from detal.acquisition.selection import RECOMMENDED, resolve
+    from detal.round import selection_rng
+
+    assert RECOMMENDED in STRATEGIES and RECOMMENDED != "recommended"
+    assert resolve("recommended") == RECOMMENDED and resolve("mix") == "mix"
+    assert STRATEGIES["recommended"] is STRATEGIES[RECOMMENDED]
+    # same seed: an arm named `recommended` draws exactly what the rule's own arm draws
+    for seed in range(3):
+        a = select("recommended", np.arange(UNIVERSE), 25, selection_rng(seed, "recommended"), FakeScorer())
+        b = select(RECOMMENDED, np.arange(UNIVERSE), 25, selection_rng(seed, RECOMMENDED), FakeScorer())
+        np.testing.assert_array_equal(a.ids, b.ids)
+    cfg = parse_config({"data": "d/data.yaml", "strategies": ["random", "recommended"]})
+    assert cfg.strategies == ("random", "recommended")

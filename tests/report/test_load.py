@@ -113,3 +113,20 @@ def test_damaged_optional_table_is_skipped_with_a_note(tmp_path):
     data = load_runs([tmp_path])
     assert data.per_class is None and data.selected_classes is not None
     assert any(n.startswith("per_class.csv skipped:") and "binary data" in n for n in data.notes)
+
+
+def test_class_absent_from_val_has_empty_ap_and_the_table_still_loads(tmp_path):
+    # Ultralytics gives no AP for a class without val instances; detal writes it empty (chess: 'bishop')
+    write_run(tmp_path, GOOD)
+    pc = pd.read_csv(tmp_path / "per_class.csv")
+    pc.loc[pc["class_id"] == 0, ["instances", "ap50_95", "ap50"]] = [0, None, None]
+    pc.to_csv(tmp_path / "per_class.csv", index=False)
+    assert ",0,," in (tmp_path / "per_class.csv").read_text()
+    data = load_runs([tmp_path])
+    assert data.notes == [] and len(data.per_class) == len(pc)
+    assert data.per_class.loc[data.per_class["class_id"] == 0, "ap50_95"].isna().all()
+    # an empty class id is still damage
+    pc.loc[0, "class_id"] = None
+    pc.to_csv(tmp_path / "per_class.csv", index=False)
+    data = load_runs([tmp_path])
+    assert data.per_class is None and "class_id is empty" in data.notes[0]
