@@ -76,7 +76,7 @@ def test_runs_every_arm_resumes_and_adds_seeds(data_yaml, tmp_path, monkeypatch)
     assert fake_backend.calls["train"] == trained  # everything finished: nothing retrained
     more = _cfg(data_yaml, tmp_path, seeds=(0, 1, 2), strategies=("random", "mix"))
     written = []
-    monkeypatch.setattr(bench, "write_report", lambda dirs, out: written.append((sorted(dirs), out)))
+    monkeypatch.setattr(bench, "write_report", lambda dirs, out, labels: written.append((sorted(dirs), out)))
     df3 = bench.run_study(more, backend=fake_backend, quiet=True)
     assert fake_backend.calls["train"] == trained + 2 * 3  # only the new seed's arms
     assert sorted(df3["seed"].unique()) == [0, 1, 2]
@@ -129,7 +129,9 @@ def test_cli_overrides():
 
 def test_combined_report_and_time_split(study):
     cfg, df = study
-    html = bench.write_report(bench.arm_dirs(cfg), out=cfg.output_dir / "le" / "report")
+    dirs, labels = bench.arm_dirs(cfg)
+    assert labels == {}
+    html = bench.write_report(dirs, out=cfg.output_dir / "le" / "report", labels=labels)
     assert html.is_file() and "mix" in html.read_text()
     t = bench.time_split(df)
     assert list(t.columns) == ["train_seconds", "eval_seconds", "select_seconds"]
@@ -164,7 +166,7 @@ def test_main_prints_wall_clock_before_the_last_line(study, monkeypatch, capsys,
                          "strategies: [random, entropy, mix]\n")
     calls = {}
 
-    def fake_run(c, quiet, jobs):
+    def fake_run(c, quiet, jobs, variants):
         calls["jobs"] = jobs
         return df
 
@@ -174,3 +176,54 @@ def test_main_prints_wall_clock_before_the_last_line(study, monkeypatch, capsys,
     assert calls["jobs"] == 2
     assert re.match(r"^wall clock of this run: \d+\.\d min \(6 arms, --jobs 2\)$", lines[-2])
     assert LAST.match(lines[-1])
+
+
+def _study_yaml(cfg, path: Path) -> Path:
+    path.write_text(f"experiment: le\ndata: {cfg.data}\noutput_dir: {cfg.output_dir}\nseeds: [0, 1]\n"
+                    "strategies: [random, entropy, mix]\nschedule: {seed_fraction: 0.1, select_fraction: 0.1, "
+                    "epochs_per_round: 1, total_epochs: 3}\n")
+    return path
+
+
+def test_variant_arm_is_paired_with_the_studys_random_arms(study, tmp_path):
+    cfg, df = study
+    path = _study_yaml(cfg, tmp_path / "study.yaml")
+    v = bench.parse_variant_arm("mean=entropy:scoring.reduction=mean,scoring.empty=max", path, [], cfg.strategies)
+    assert (v.name, v.strategy, v.cfg.strategies) == ("mean", "entropy", ("entropy",))
+    assert v.cfg.scoring.reduction == "mean" and v.cfg.scoring.empty == "max"
+    trained = fake_backend.calls["train"]
+    both = bench.run_study(cfg, backend=fake_backend, quiet=True, report=False, variants=[v])
+    assert fake_backend.calls["train"] == trained + 2 * 3  # the variant's arms only: random, entropy, mix are done
+    assert (cfg.output_dir / "le" / "arms" / "mean-seed0" / "le" / "metrics.csv").is_file()
+    # its rows come under its own name, next to (not merged with) the entropy arm it varies
+    assert set(both["strategy"]) == {"random", "entropy", "mix", "mean"}
+    pd.testing.assert_frame_equal(both[both["strategy"] != "mean"].reset_index(drop=True), df.reset_index(drop=True))
+    lines = bench.format_study(both, "d", headline="mean", strategies=bench.arm_names(cfg, [v]))
+    assert LAST.match(lines[-1]).group(4) == "mean"
+    assert re.search(r"^mean\s+2\s+3\s", "\n".join(lines), re.M)
+    # the combined report names it too (bench holds the real write_report; only per-arm reports are stubbed)
+    bench.write_study_report(cfg, [v])
+    assert re.search(r"^\| mean \| 2 \| 3 \|", (cfg.output_dir / "le" / "report" / "report.md").read_text(), re.M)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("mean", "NAME=STRATEGY"),
+    ("mix=entropy", "already an arm"),
+    ("x=entropy:seeds=[3]", "defines the study"),
+    ("x=entropy:experiment=other", "defines the study"),
+    ("x=entropy:scoring.reduction", "has no '='"),
+    ("x=entropy:scoring.reduction=median", "scoring.reduction"),
+    ("x=nope", "nope"),
+])
+def test_bad_variant_arm_is_one_clear_line(study, tmp_path, text, match):
+    cfg, _ = study
+    with pytest.raises(DetalError, match=match):
+        bench.parse_variant_arm(text, _study_yaml(cfg, tmp_path / "s.yaml"), [], cfg.strategies)
+
+
+def test_main_with_a_variant_arm(study, tmp_path, capsys):
+    cfg, _ = study
+    path = _study_yaml(cfg, tmp_path / "s.yaml")
+    assert bench.main(["-c", str(path), "--arm", "m=entropy:scoring.reduction=mean", "--arm",
+                       "m=mix:scoring.reduction=max", "--report-only"]) == 2
+    assert "share a name" in capsys.readouterr().err

@@ -40,6 +40,12 @@ report (report.html, figures) goes to `<output_dir>/<experiment>/report/`.
     python tools/bench_label_efficiency.py -c configs/study-shapes.yaml --seeds 0,1,2,3,4 --strategies random,mix
     python tools/bench_label_efficiency.py -c configs/study-shapes.yaml --report-only   # numbers of what is done
 
+A variant arm runs a registered strategy under other settings, paired with the study's own random
+arms (same seeds, experiment and val split; only the variant's arms are trained):
+
+    python tools/bench_label_efficiency.py -c configs/study-shapes.yaml --strategies random \
+        --arm mean=entropy_wide:scoring.reduction=mean --arm e10=random:schedule.epochs_per_round=10,schedule.total_epochs=50
+
 `--profile` instead times ONE round of training (setup, per-epoch compute, data loading, checkpoint
 writes), the evaluation and the scoring, for each `--variant` of `model.train_args`, interleaved
 repeats, medians: where does a round's time go?
@@ -77,16 +83,72 @@ BASELINE = "random"
 
 # ---------------------------------------------------------------- running
 
-def arm_config(cfg: Config, strategy: str, seed: int) -> Config:
-    """The config of one (strategy, seed) arm: its own run folder under the study's, same experiment name."""
-    out = cfg.output_dir / cfg.experiment / "arms" / f"{strategy}-seed{seed}"
+@dataclass(frozen=True)
+class Variant:
+    """A variant arm: a registered strategy run under other settings (`--arm NAME=STRATEGY:KEY=VALUE,...`).
+
+    Its seeds, experiment name and val split are the study's, so it is paired with the study's random
+    arms seed by seed; its own run folders (arms/<name>-seed<S>/) and fingerprint keep it apart.
+    """
+
+    name: str
+    strategy: str
+    cfg: Config  # the study's config with the variant's overrides
+
+
+# settings that define the study itself: a variant changing them would not be paired with its arms
+STUDY_KEYS = ("experiment", "output_dir", "seeds", "strategies", "data", "synth")
+
+
+def parse_variant_arm(text: str, config_path, base_overrides: list[str], strategies) -> Variant:
+    """`NAME=STRATEGY[:KEY=VALUE,KEY=VALUE...]` -> Variant (DetalError with the fix for a bad one)."""
+    import re
+
+    name, sep, rest = text.partition("=")
+    strategy, _, sets = rest.partition(":")
+    fix = "write it as NAME=STRATEGY[:KEY=VALUE,...], e.g. mean=entropy_wide:scoring.reduction=mean"
+    if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not strategy:
+        raise DetalError(f"--arm {text!r}: {fix}")
+    if name in strategies:
+        raise DetalError(f"--arm {text!r}: {name!r} is already an arm of this study; give the variant another name")
+    pairs = [kv.strip() for kv in sets.split(",") if kv.strip()] if sets else []
+    for kv in pairs:
+        key = kv.partition("=")[0].strip()
+        if "=" not in kv:
+            raise DetalError(f"--arm {text!r}: {kv!r} has no '='; {fix}")
+        if key.split(".")[0] in STUDY_KEYS:
+            raise DetalError(f"--arm {text!r}: {key} defines the study, not an arm; set it for every arm with --set")
+    cfg = load_config(config_path, [*base_overrides, f"strategies=[{strategy}]", *pairs])
+    return Variant(name, strategy, cfg)
+
+
+def arm_config(cfg: Config, strategy: str, seed: int, name: str | None = None) -> Config:
+    """The config of one arm and seed: its own run folder under the study's, same experiment name.
+
+    `name` (a variant arm's) names the folder instead of the strategy.
+    """
+    out = cfg.output_dir / cfg.experiment / "arms" / f"{name or strategy}-seed{seed}"
     return cfg.model_copy(update={"output_dir": out, "seeds": (seed,), "strategies": (strategy,)})
 
 
-def arm_dirs(cfg: Config) -> list[Path]:
-    """Run folders of the configured arms that have finished at least one round."""
-    dirs = [arm_config(cfg, s, seed).run_dir for seed in cfg.seeds for s in cfg.strategies]
-    return [d for d in dirs if (d / "metrics.csv").is_file()]
+def study_arms(cfg: Config, variants=()) -> list[tuple[str, Config]]:
+    """(arm name, arm config) for every arm x seed: seeds outer, so each seed completes a paired set."""
+    out = []
+    for seed in cfg.seeds:
+        out += [(s, arm_config(cfg, s, seed)) for s in cfg.strategies]
+        out += [(v.name, arm_config(v.cfg, v.strategy, seed, v.name)) for v in variants]
+    return out
+
+
+def arm_names(cfg: Config, variants=()) -> list[str]:
+    return [*cfg.strategies, *(v.name for v in variants)]
+
+
+def arm_dirs(cfg: Config, variants=()) -> tuple[list[Path], dict[Path, str]]:
+    """Run folders of the arms that have finished at least one round, and the variant folders' names."""
+    arms = [(name, a.run_dir) for name, a in study_arms(cfg, variants) if (a.run_dir / "metrics.csv").is_file()]
+    names = {v.name for v in variants}
+    return [d for _, d in arms], {d: name for name, d in arms if name in names}
 
 
 def parallel_threads(cfg: Config, jobs: int) -> Config:
@@ -104,8 +166,9 @@ def parallel_threads(cfg: Config, jobs: int) -> Config:
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"threads": per})})
 
 
-def run_study(cfg: Config, *, backend=None, quiet: bool = False, report: bool = True, jobs: int = 1) -> pd.DataFrame:
-    """Run (or resume) every arm x seed of `cfg`; return the metrics table of the configured arms.
+def run_study(cfg: Config, *, backend=None, quiet: bool = False, report: bool = True, jobs: int = 1,
+              variants=()) -> pd.DataFrame:
+    """Run (or resume) every arm x seed of `cfg` (and its `variants`); return the arms' metrics table.
 
     Seeds outer, strategies inner: after each seed every arm has a paired result. `backend` is passed
     to `run_experiment` (a fake in tests, the real detector when None). `jobs` > 1 runs that many arms
@@ -116,7 +179,7 @@ def run_study(cfg: Config, *, backend=None, quiet: bool = False, report: bool = 
 
     if BASELINE not in cfg.strategies:
         raise DetalError(f"strategies: {list(cfg.strategies)} has no '{BASELINE}' arm to compare against; add it")
-    arms = [arm_config(cfg, s, seed) for seed in cfg.seeds for s in cfg.strategies]
+    arms = [a for _, a in study_arms(cfg, variants)]
     if jobs <= 1:
         for arm in arms:
             run_experiment(arm, quiet=quiet, backend=backend)
@@ -139,19 +202,25 @@ def run_study(cfg: Config, *, backend=None, quiet: bool = False, report: bool = 
             for f in futures:
                 if f.done() and not f.cancelled() and f.exception() is not None:
                     raise f.exception()
-    df = study_metrics(cfg)
+    df = study_metrics(cfg, variants)
     if report:
-        write_report(arm_dirs(cfg), out=cfg.output_dir / cfg.experiment / "report")
+        write_study_report(cfg, variants)
     return df
 
 
-def study_metrics(cfg: Config) -> pd.DataFrame:
-    """metrics.csv of every configured arm folder that has results (empty table when none has)."""
-    dirs = arm_dirs(cfg)
+def write_study_report(cfg: Config, variants=()) -> None:
+    dirs, labels = arm_dirs(cfg, variants)
+    if dirs:
+        write_report(dirs, out=cfg.output_dir / cfg.experiment / "report", labels=labels)
+
+
+def study_metrics(cfg: Config, variants=()) -> pd.DataFrame:
+    """metrics.csv of every arm folder that has results, variant arms under their names (empty if none)."""
+    dirs, labels = arm_dirs(cfg, variants)
     if not dirs:
         return pd.DataFrame(columns=["experiment", "strategy", "seed", "round"])
-    df = load_runs(dirs).metrics
-    df = df[df["strategy"].isin(cfg.strategies) & df["seed"].isin(cfg.seeds)]
+    df = load_runs(dirs, labels).metrics
+    df = df[df["strategy"].isin(arm_names(cfg, variants)) & df["seed"].isin(cfg.seeds)]
     return df.drop(columns=["source"], errors="ignore").reset_index(drop=True)
 
 
@@ -240,7 +309,8 @@ def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None, st
     lines = [f"dataset {dataset}: {df['seed'].nunique()} seed(s), strategies {', '.join(r['strategy'] for r in rows)}",
              "ratio = labels the strategy needed to reach random's final mAP50-95 / labels random needed "
              "(< 1 saves labels; goal <= 0.70 with ci_high < 1)", ""]
-    head = (f"{'strategy':<12} {'seeds':>5} {'round':>5} {'images':>6} {'boxes':>6} {'final mAP50-95':>15} "
+    w = max([12, *(len(r["strategy"]) for r in rows)])
+    head = (f"{'strategy':<{w}} {'seeds':>5} {'round':>5} {'images':>6} {'boxes':>6} {'final mAP50-95':>15} "
             f"{'AUC':>13} {'diff vs random [95% CI]':>26} {'images ratio [95% CI]':>24} {'boxes ratio [95% CI]':>24}")
     lines.append(head)
     for r in rows:
@@ -251,11 +321,11 @@ def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None, st
             ims, bxs = r["images_ratio"].text(), r["boxes_ratio"].text()
         sd = "" if math.isnan(r["map_sd"]) else f" ({r['map_sd']:.3f})"
         auc_sd = "" if math.isnan(r["auc_sd"]) else f" ({r['auc_sd']:.3f})"
-        lines.append(f"{r['strategy']:<12} {r['seeds']:>5} {r['round']:>5} {r['images']:>6} {r['boxes']:>6} "
+        lines.append(f"{r['strategy']:<{w}} {r['seeds']:>5} {r['round']:>5} {r['images']:>6} {r['boxes']:>6} "
                      f"{(_num(r['map']) + sd):>15} {(_num(r['auc']) + auc_sd):>13} {diff:>26} {ims:>24} {bxs:>24}")
     lines += ["", "mean seconds per round (train / eval / score+select):"]
     for s, t in time_split(df).iterrows():
-        lines.append(f"  {s:<12} {t['train_seconds']:7.1f} {t['eval_seconds']:6.1f} {t['select_seconds']:6.1f}")
+        lines.append(f"  {s:<{w}} {t['train_seconds']:7.1f} {t['eval_seconds']:6.1f} {t['select_seconds']:6.1f}")
     name = headline_strategy(list(strategies or [r["strategy"] for r in rows]), headline)
     hit = next((r for r in rows if r["strategy"] == name and r["cmp"] is not None), None)
     if hit is None:
@@ -415,7 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", help="comma-separated arms, e.g. random,entropy,mix (must include random)")
     p.add_argument("--device", help="model.device: auto | cpu | 0 | cuda:0 ... (default: the config's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
-    p.add_argument("--headline", help="strategy on the last line (default: recommended, else mix, else first)")
+    p.add_argument("--arm", action="append", default=[], metavar="NAME=STRATEGY[:KEY=VALUE,...]",
+                   help="a variant arm: STRATEGY with config overrides, paired with the study's random arms, "
+                        "e.g. mean=entropy_wide:scoring.reduction=mean (repeatable)")
+    p.add_argument("--headline", help="arm on the last line (default: recommended, else mix, else first)")
     p.add_argument("--report-only", action="store_true", help="train nothing: numbers of the finished rounds")
     p.add_argument("--jobs", type=int, default=1,
                    help="arms run at once, each in its own process with cores/jobs threads (default 1; "
@@ -448,6 +521,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config, overrides(args))
+        variants = [parse_variant_arm(a, args.config, overrides(args), cfg.strategies) for a in args.arm]
+        if len({v.name for v in variants}) < len(variants):
+            raise DetalError("--arm: two variant arms share a name; give each its own")
         if args.profile:
             out = cfg.output_dir / cfg.experiment / "profile"
             for line in profile_round(cfg, args.variant or ["base="], args.labelled, args.epochs, args.repeats,
@@ -455,17 +531,16 @@ def main(argv=None) -> int:
                 print(line)
             return 0
         if args.report_only:
-            df = study_metrics(cfg)
-            if not df.empty:
-                write_report(arm_dirs(cfg), out=cfg.output_dir / cfg.experiment / "report")
+            df = study_metrics(cfg, variants)
+            write_study_report(cfg, variants)
             wall = None
         else:
             t0 = time.perf_counter()
-            df = run_study(cfg, quiet=args.quiet, jobs=args.jobs)
+            df = run_study(cfg, quiet=args.quiet, jobs=args.jobs, variants=variants)
             wall = time.perf_counter() - t0
-        lines = format_study(df, dataset_name(cfg), args.headline, cfg.strategies)
+        lines = format_study(df, dataset_name(cfg), args.headline, arm_names(cfg, variants))
         if wall is not None:  # this invocation only: a resumed study counts what was left
-            n_arms = len(cfg.seeds) * len(cfg.strategies)
+            n_arms = len(study_arms(cfg, variants))
             lines.insert(-1, f"wall clock of this run: {wall / 60:.1f} min ({n_arms} arms, --jobs {args.jobs})")
     except DetalError as exc:
         print(f"error: {exc}", file=sys.stderr)

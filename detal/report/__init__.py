@@ -38,12 +38,13 @@ def _out_dir(run_dirs: list[Path], out: Path | None) -> Path:
     return Path(out)
 
 
-def write_report(run_dirs: Path | list[Path], out: Path | None = None) -> Path:
+def write_report(run_dirs: Path | list[Path], out: Path | None = None, labels: dict[Path, str] | None = None) -> Path:
     """Write report.html, report.md and the figures' PNGs; return the path of report.html.
 
     `run_dirs` is one run folder or a list of them (the same folder twice counts once). The report goes
     to `out`, created if needed; by default to the run folder itself when there is one. Several folders
     need an explicit `out`: writing a combined report into one of them would pass it off as that run's.
+    `labels` renames the strategy of a folder's tables (see `load_runs`).
     Raises DetalError (one line naming the file and the fix) for unreadable tables or an unwritable `out`.
     """
     from detal.report import document, render
@@ -53,7 +54,7 @@ def write_report(run_dirs: Path | list[Path], out: Path | None = None) -> Path:
         raise DetalError("no run folder given; give one such as runs/demo")
     dirs = list({d.resolve(): d for d in dirs}.values())
     out_dir = _out_dir(dirs, out)
-    data = load_runs(dirs)
+    data = load_runs(dirs, labels)
     blocks, title, pngs = document.build(data, [str(d) for d in dirs])
     files = {**pngs, "report.md": render.markdown(blocks).encode("utf-8"),
              "report.html": render.to_html(blocks, title).encode("utf-8")}

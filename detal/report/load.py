@@ -167,16 +167,27 @@ def _concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def load_runs(run_dirs: list[Path]) -> RunData:
+def _relabel(df: pd.DataFrame | None, name: str | None) -> pd.DataFrame | None:
+    if df is not None and name is not None and "strategy" in df:
+        df = df.assign(strategy=name)
+    return df
+
+
+def load_runs(run_dirs: list[Path], labels: dict[Path, str] | None = None) -> RunData:
     """Every table of the given run folders. Folders may hold different experiments, or different seeds of
     the same experiment; the same (experiment, strategy, seed, round) in two folders is refused.
+
+    `labels` maps a run folder to the arm name that replaces the strategy in its tables: a study's
+    variant arm runs a registered strategy under other settings, and must not merge with that strategy.
     """
     notes: list[str] = []
     metrics, optional = [], {name: [] for name in OPTIONAL}
+    labels = {Path(k).resolve(): v for k, v in (labels or {}).items()}
     for d in run_dirs:
-        metrics.append(_metrics(d, notes))
-        for name in OPTIONAL:
-            optional[name].append(_optional(d, name, notes))
+        name = labels.get(Path(d).resolve())
+        metrics.append(_relabel(_metrics(d, notes), name))
+        for table in OPTIONAL:
+            optional[table].append(_relabel(_optional(d, table, notes), name))
     df = pd.concat(metrics, ignore_index=True)
     experiments = list(dict.fromkeys(df["experiment"]))
     dup = df[df.duplicated(list(KEY), keep=False)]

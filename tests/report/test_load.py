@@ -100,6 +100,16 @@ def test_same_rows_in_two_folders_are_refused(tmp_path):
         load_runs([a, b])
 
 
+def test_labels_name_a_folders_arm_instead_of_its_strategy(tmp_path):
+    # a study's variant arm: the same strategy under other settings, in its own folder, under its own name
+    a = write_run(tmp_path / "a", metrics({("mix", 0): RANDOM}))
+    b = write_run(tmp_path / "b", metrics({("mix", 0): RANDOM}))
+    data = load_runs([a, b], labels={b: "mix_mean"})
+    assert sorted(data.metrics["strategy"].unique()) == ["mix", "mix_mean"]
+    assert sorted(data.per_class["strategy"].unique()) == ["mix", "mix_mean"]
+    assert sorted(data.selected_classes["strategy"].unique()) == ["mix", "mix_mean"]
+
+
 def test_seeds_of_one_experiment_in_two_folders_merge(tmp_path):
     a = write_run(tmp_path / "a", metrics({("random", 0): RANDOM, ("mix", 0): RANDOM}))
     b = write_run(tmp_path / "b", metrics({("random", 1): RANDOM, ("mix", 1): RANDOM}))
