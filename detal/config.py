@@ -96,9 +96,9 @@ class ScoringConfig(_Model):
     @field_validator("measure")
     @classmethod
     def _measure(cls, v: str) -> str:
-        from detal.acquisition.uncertainty import MEASURES
+        from detal.acquisition.uncertainty import ALL_MEASURES
 
-        lookup(MEASURES, v, "measure")
+        lookup(ALL_MEASURES, v, "measure")
         return v
 
     @field_validator("reduction")

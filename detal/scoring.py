@@ -21,6 +21,18 @@ from detal.config import Config, ScoringConfig
 from detal.types import Prediction
 
 UNREADABLE_SCORE = -1.0
+FLIP = "flip"  # the measure computed by the scorer from a second, flipped prediction (Prediction.flip)
+
+
+def _box_values(p: Prediction, sc: ScoringConfig) -> np.ndarray:
+    """Per-box scores of one prediction under the configured measure."""
+    from detal.acquisition.uncertainty import box_scores
+
+    if sc.measure != FLIP:
+        return box_scores(p.probs, sc.measure)
+    if p.flip is None:
+        raise ValueError(f"{p.path}: scored without the flipped pass; build the scorer with make_scorer")
+    return p.flip
 
 
 def make_scorer(cfg: Config, weights: Path, *, device: str, features: bool = False, backend=None):
@@ -33,8 +45,10 @@ def make_scorer(cfg: Config, weights: Path, *, device: str, features: bool = Fal
     if backend is None:
         from detal import detector as backend
     sc = cfg.scoring
+    extra = {"flip": True} if sc.measure == FLIP else {}  # the flipped pass doubles inference: only when used
     return backend.Scorer(weights, imgsz=cfg.model.imgsz, device=device, batch=sc.batch,
-                          conf=min(sc.conf, cfg.prelabel.conf), iou=sc.iou, workers=sc.workers, features=features)
+                          conf=min(sc.conf, cfg.prelabel.conf), iou=sc.iou, workers=sc.workers, features=features,
+                          **extra)
 
 
 def prelabels(pred: Prediction, conf: float, agnostic_iou: float | None = None) -> Prediction:
@@ -43,7 +57,8 @@ def prelabels(pred: Prediction, conf: float, agnostic_iou: float | None = None) 
     keep = np.flatnonzero(pred.conf >= conf)
     if agnostic_iou is not None and len(keep) > 1:
         keep = keep[_agnostic_nms(pred.boxes[keep], pred.conf[keep], agnostic_iou)]
-    return replace(pred, boxes=pred.boxes[keep], conf=pred.conf[keep], cls=pred.cls[keep], probs=pred.probs[keep])
+    return replace(pred, boxes=pred.boxes[keep], conf=pred.conf[keep], cls=pred.cls[keep], probs=pred.probs[keep],
+                   flip=None if pred.flip is None else pred.flip[keep])
 
 
 def _agnostic_nms(xyxy: np.ndarray, conf: np.ndarray, iou: float) -> np.ndarray:
@@ -113,8 +128,9 @@ class ScoringPass:
 def image_scores_for(preds: Sequence[Prediction], sc: ScoringConfig) -> np.ndarray:
     from detal.acquisition.uncertainty import image_scores
 
+    values = [_box_values(p, sc) if len(p.cls) else np.zeros(0) for p in preds] if sc.measure == FLIP else None
     scores = image_scores([p.probs for p in preds], measure=sc.measure, reduction=sc.reduction,
-                          score_conf=sc.conf, empty=sc.empty, topk=sc.topk)
+                          score_conf=sc.conf, empty=sc.empty, topk=sc.topk, box_values=values)
     bad = np.array([not p.ok for p in preds], dtype=bool)
     return np.where(bad, UNREADABLE_SCORE, scores)
 
@@ -125,13 +141,11 @@ def image_rows(preds: Sequence[Prediction], scores: np.ndarray) -> list[dict]:
 
 
 def box_rows(preds: Sequence[Prediction], sc: ScoringConfig, names: Sequence[str]) -> list[dict]:
-    from detal.acquisition.uncertainty import box_scores
-
     rows = []
     for p in preds:
         if not len(p.cls):
             continue
-        measure = box_scores(p.probs, sc.measure)
+        measure = _box_values(p, sc)
         for b in range(len(p.cls)):
             if p.conf[b] < sc.conf:  # below the scoring threshold (kept only for pre-labels)
                 continue

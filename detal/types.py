@@ -45,6 +45,7 @@ class Prediction:
     probs: np.ndarray  # (n, nc) float32 per-class scores (sigmoids)
     feature: np.ndarray | None = None  # (d,) float32
     error: str | None = None
+    flip: np.ndarray | None = None  # (n,) per-box flip inconsistency, when the scorer ran the flipped image too
 
     @property
     def ok(self) -> bool:

@@ -60,6 +60,7 @@ class Scorer:
     def __init__(self, weights, **kw):
         self.key = Path(weights).read_text()
         self.features = kw.get("features", True)
+        self.flip = kw.get("flip", False)
         self.names = tuple(f"c{i}" for i in range(NC))
 
     def iter_predictions(self, images):
@@ -70,9 +71,12 @@ class Scorer:
             n = int(rng.integers(0, 4))
             probs = rng.random((n, NC)).astype(np.float32)
             boxes = np.tile(np.array([[10, 10, 50, 50]], np.float32), (n, 1))
-            yield Prediction(Path(p), 160, 160, boxes, probs.max(1) if n else np.zeros(0, np.float32),
-                             probs.argmax(1) if n else np.zeros(0, np.int64), probs,
-                             rng.random(8).astype(np.float32) if self.features else None)
+            pred = Prediction(Path(p), 160, 160, boxes, probs.max(1) if n else np.zeros(0, np.float32),
+                              probs.argmax(1) if n else np.zeros(0, np.int64), probs,
+                              rng.random(8).astype(np.float32) if self.features else None)
+            if self.flip:  # drawn last: the other values do not depend on it
+                pred.flip = rng.random(n)
+            yield pred
 
     def predict(self, images):
         return list(self.iter_predictions(images))

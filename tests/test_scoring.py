@@ -39,3 +39,20 @@ def test_score_command_bad_weights(tmp_path, capsys):
     cfg.write_text("data: x.yaml\n")
     assert main(["score", "-c", str(cfg), "--weights", str(tmp_path / "no.pt"), "--images", str(tmp_path), "--out", str(tmp_path / "o.csv")]) == 2
     assert "--weights" in capsys.readouterr().err
+
+
+def test_score_command_with_the_flip_measure(tiny, tmp_path):
+    # measure flip: the scorer also predicts every mirrored image; the audit's `flip` column is per box
+    images = tiny.data.root / "images" / "val"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data: {tiny.data.data_yaml}\nmodel: {{imgsz: 64, device: cpu}}\n"
+                   "scoring: {conf: 0.001, measure: flip, reduction: max}\n")
+    out = tmp_path / "scores.csv"
+    assert main(["score", "-c", str(cfg), "--weights", str(tiny.weights), "--images", str(images), "--out", str(out)]) == 0
+    per_image = pd.read_csv(out)
+    boxes = pd.read_csv(tmp_path / "scores_boxes.csv")
+    assert "flip" in boxes.columns and "entropy" not in boxes.columns and len(boxes) > 0
+    assert boxes["flip"].between(0, 1).all()
+    by_image = boxes.groupby("image")["flip"].max()
+    scored = per_image.set_index("image").loc[by_image.index, "score"]
+    assert scored.to_numpy() == pytest.approx(by_image.to_numpy(), rel=1e-5)

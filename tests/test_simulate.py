@@ -70,6 +70,18 @@ def test_same_config_same_selections(data_yaml, tmp_path):
     assert set(sc[sc.seed == 5]["image"]) != set(sa[sa.seed == 0]["image"])
 
 
+def test_flip_measure_selects_by_the_scorers_flip_values(data_yaml, tmp_path):
+    # measure flip: the scorer is built with flip=True and the selection scores are reductions of Prediction.flip
+    cfg = _cfg(data_yaml, tmp_path, seeds=[0], strategies=["random", "entropy"],
+               scoring={"measure": "flip", "reduction": "max", "audit": True})
+    run_dir = run_experiment(cfg, quiet=True, backend=fake_backend)
+    s = pd.read_csv(run_dir / "selections.csv")
+    picked = s[(s.strategy == "entropy") & (s.source != "random")]
+    assert len(picked) and picked["score"].between(0, 1).all()
+    audit = list(run_dir.rglob("*boxes*.csv"))
+    assert audit and "flip" in pd.read_csv(audit[0]).columns
+
+
 def test_seed_set_shared_by_every_arm(data_yaml, tmp_path):
     run_dir = run_experiment(_cfg(data_yaml, tmp_path), quiet=True, backend=fake_backend)
     train = sorted((data_yaml.parent / "images" / "train").iterdir())

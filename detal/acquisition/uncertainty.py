@@ -16,6 +16,11 @@ Measures (`MEASURES`, per box):
 - `logit_entropy`: softmax of the logits log(p / (1 - p)), then Shannon entropy (never softmax the
   probabilities themselves: that is near-uniform).
 - `margin`: 1 - (top1 - top2), in [0, 1]; `least_confidence`: 1 - top1, in [0, 1].
+- `flip`: inconsistency under a horizontal flip (CALD, Yu et al. 2022, simplified), in [0, 1]: the box
+  is matched to the flipped image's prediction it overlaps most (mirrored back), and scores
+  1 - IoU x (1 - JS), JS the Jensen-Shannon divergence (base 2) of the two normalised class vectors.
+  It sees unstable localisation as well as class confusion. It needs a second, flipped prediction,
+  so only the detector's scorer computes it (`flip_inconsistency`); `box_scores(probs, "flip")` refuses.
 
 Reductions (`REDUCTIONS`, per image): `sum` favours crowded images, `max` hangs on one box, `mean`
 depends on the confidence threshold, `topk_mean` (mean of the k highest) sits between max and mean.
@@ -134,6 +139,45 @@ def least_confidence(probs: np.ndarray) -> np.ndarray:
     return 1.0 - p.max(axis=1)
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) IoU of xyxy boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(axis=1)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _normalised(probs: np.ndarray) -> np.ndarray:
+    p = _check_probs(probs)
+    s = p.sum(axis=1, keepdims=True)
+    return np.where(s > 0, p / np.where(s > 0, s, 1.0), 1.0 / max(p.shape[1], 1))
+
+
+def flip_inconsistency(boxes: np.ndarray, probs: np.ndarray, flip_boxes: np.ndarray,
+                       flip_probs: np.ndarray) -> np.ndarray:
+    """Per-box 1 - IoU x (1 - JS) against the best-overlapping box of the flipped image's prediction.
+
+    `flip_boxes` are the flipped prediction's xyxy boxes already mirrored back into the original image's
+    coordinates. A box nothing in the flipped prediction overlaps scores 1 (the detector did not see it
+    again); identical predictions score 0.
+    """
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    fb = np.asarray(flip_boxes, np.float64).reshape(-1, 4)
+    if len(b) == 0:
+        return np.zeros(0)
+    if len(fb) == 0:
+        return np.ones(len(b))
+    iou = _iou(b, fb)
+    j = iou.argmax(axis=1)
+    p, q = _normalised(probs), _normalised(np.asarray(flip_probs)[j])
+    m = (p + q) / 2
+    # JS in bits is in [0, 1]; _shannon is in nats
+    js = np.clip((_shannon(m) - (_shannon(p) + _shannon(q)) / 2) / math.log(2), 0.0, 1.0)
+    return 1.0 - iou[np.arange(len(b)), j] * (1.0 - js)
+
+
 MEASURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "entropy": entropy,
     "entropy_bg": entropy_bg,
@@ -143,6 +187,11 @@ MEASURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "least_confidence": least_confidence,
 }
 
+# Measures of a box against a second prediction (the flipped image): the scorer computes them, and
+# image_scores takes them as `box_values`. A config may name them like any measure.
+PAIRED_MEASURES: dict[str, Callable[..., np.ndarray]] = {"flip": flip_inconsistency}
+ALL_MEASURES = {**MEASURES, **PAIRED_MEASURES}
+
 # Supremum of each measure for one box with C classes (used by the "max" empty-image policy).
 _BOUNDS: dict[str, Callable[[int], float]] = {
     "entropy": lambda c: math.log(c) if c > 1 else 0.0,
@@ -151,12 +200,13 @@ _BOUNDS: dict[str, Callable[[int], float]] = {
     "logit_entropy": lambda c: math.log(c) if c > 1 else 0.0,
     "margin": lambda c: 1.0,
     "least_confidence": lambda c: 1.0,
+    "flip": lambda c: 1.0,
 }
 
 
 def measure_bound(measure: str, n_classes: int) -> float:
     """Largest value `measure` can give one box with `n_classes` classes."""
-    lookup(MEASURES, measure, "uncertainty measure")
+    lookup(ALL_MEASURES, measure, "uncertainty measure")
     return _BOUNDS[measure](int(n_classes))
 
 
@@ -191,6 +241,9 @@ EMPTY_POLICIES = ("zero", "max")
 
 def box_scores(probs: np.ndarray, measure: str = "entropy") -> np.ndarray:
     """Per-box uncertainty (n_boxes,) of an (n_boxes, C) class-score array."""
+    if measure in PAIRED_MEASURES:
+        raise InvalidOption(f"measure {measure!r} compares a box with a second prediction (the flipped image); "
+                            "class scores alone cannot give it: the scorer computes it (Prediction.flip)")
     return lookup(MEASURES, measure, "uncertainty measure")(probs)
 
 
@@ -202,7 +255,7 @@ def check_scoring_options(
     topk: int = 3,
 ) -> None:
     """Validate scoring options once at the boundary (config load); raise InvalidOption on a bad one."""
-    lookup(MEASURES, measure, "uncertainty measure")
+    lookup(ALL_MEASURES, measure, "uncertainty measure")
     lookup(REDUCTIONS, reduction, "reduction")
     if isinstance(score_conf, bool) or not isinstance(score_conf, (int, float)) or not 0.0 <= score_conf <= 1.0:
         raise InvalidOption(f"score_conf must be a number in [0, 1], got {score_conf!r}")
@@ -222,12 +275,14 @@ def image_scores(
     score_conf: float = 0.0,
     empty: str | float = "zero",
     topk: int = 3,
+    box_values: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """One uncertainty score per image (len(probs_per_image),), float64, higher = more worth labelling.
 
     probs_per_image[i] is the (n_i, C) class-score array of image i's kept boxes; an image without
     boxes is a (0, C) array. Boxes whose top score is below `score_conf` are dropped; an image left
-    without boxes gets the `empty` policy score (see the module docstring).
+    without boxes gets the `empty` policy score (see the module docstring). `box_values[i]` (n_i,),
+    when given, are per-box scores computed elsewhere (`flip`), used instead of `measure` on the probs.
     """
     check_scoring_options(measure, reduction, score_conf, empty, topk)
     reduce = REDUCTIONS[reduction]
@@ -255,7 +310,13 @@ def image_scores(
         return out
     # one vectorised measure call over every box of every image, then per-image reductions
     allp = np.concatenate([a for a in arrays if len(a)], axis=0)
-    scores = MEASURES[measure](allp)
+    if box_values is None:
+        scores = box_scores(allp, measure)
+    else:
+        vals = [np.asarray(v, np.float64).reshape(-1) for v in box_values]
+        if len(vals) != n_img or any(len(v) != len(a) for v, a in zip(vals, arrays)):
+            raise InvalidOption("box_values must give one score per box of every image")
+        scores = np.concatenate([v for v, a in zip(vals, arrays) if len(a)])
     # same as thresholding the clipped scores: tiny negative rounding noise is kept at score_conf 0
     keep = allp.max(axis=1) >= score_conf if (c and score_conf > 0) else np.ones(len(allp), bool)
     bounds = np.concatenate([[0], np.cumsum(counts)])

@@ -60,6 +60,7 @@ class Scorer:
         features: bool = False,
         max_det: int = 300,
         half: bool | None = None,
+        flip: bool = False,
     ):
         for name, val, lo, hi in (("conf", conf, 0.0, 1.0), ("iou", iou, 0.0, 1.0)):
             if not lo <= float(val) <= hi:
@@ -94,6 +95,7 @@ class Scorer:
         self.imgsz = tuple(check_imgsz(int(imgsz), stride=self.stride, min_dim=2))
         self.batch, self.conf, self.iou, self.max_det = int(batch), float(conf), float(iou), int(max_det)
         self.workers = int(workers)
+        self.flip = bool(flip)  # also predict the mirrored image: Prediction.flip (measure `flip`)
         names = self._model.names
         self._names = tuple(str(names[i]) for i in sorted(names)) if isinstance(names, dict) else tuple(map(str, names))
         self._feat = None
@@ -137,20 +139,17 @@ class Scorer:
 
         out: list[Prediction] = []
         if b.pixels is None:
-            dets = keeps = cls = feats = None
+            dets = keeps = cls = feats = fdets = fkeeps = fcls = None
         else:
             with torch.inference_mode():
                 x = torch.from_numpy(b.pixels).to(self.device).permute(0, 3, 1, 2)
                 x = (x.half() if self.fp16 else x.float()).div_(255)
                 self._feat = None
-                raw = self._model(x)
-                raw = raw[0] if isinstance(raw, (list, tuple)) else raw
-                nc = raw.shape[1] - 4
-                cls = raw[:, 4 : 4 + nc].clone()  # NMS may rewrite the prediction tensor in place
-                dets, keeps = non_max_suppression(
-                    raw, self.conf, self.iou, None, False, max_det=self.max_det, nc=0, return_idxs=True
-                )
+                dets, keeps, cls = self._forward(x, non_max_suppression)
                 feats = self._feat.cpu().numpy().astype(np.float32) if self._feat is not None else None
+                # the letterbox pads left and right alike (within 1 px), so mirroring the network input is
+                # mirroring the image; boxes are mirrored back in input coordinates, then scaled like the rest
+                fdets, fkeeps, fcls = self._forward(x.flip(3), non_max_suppression) if self.flip else (None,) * 3
                 in_hw = x.shape[2:]
         k = 0
         for path, shape, err in zip(b.paths, b.shapes, b.errors):
@@ -170,11 +169,34 @@ class Scorer:
                 )
             else:
                 pred = _empty(path, self.nc, None, w, h)
+            if fdets is not None:
+                pred.flip = self._flip_scores(pred, fdets[k].float(), fkeeps[k], fcls[k], in_hw, (h, w))
             if feats is not None:
                 pred.feature = feats[k]
             out.append(pred)
             k += 1
         return out
+
+    def _forward(self, x, nms):
+        """Raw head output -> (per-image detections, kept anchor indices, class scores of every anchor)."""
+        raw = self._model(x)
+        raw = raw[0] if isinstance(raw, (list, tuple)) else raw
+        nc = raw.shape[1] - 4
+        cls = raw[:, 4 : 4 + nc].clone()  # NMS may rewrite the prediction tensor in place
+        dets, keeps = nms(raw, self.conf, self.iou, None, False, max_det=self.max_det, nc=0, return_idxs=True)
+        return dets, keeps, cls
+
+    @staticmethod
+    def _flip_scores(pred: Prediction, det, keep, cls, in_hw, hw) -> np.ndarray:
+        from ultralytics.utils import ops
+
+        from detal.acquisition.uncertainty import flip_inconsistency
+
+        boxes = det[:, :4].clone()
+        boxes[:, [0, 2]] = in_hw[1] - det[:, [2, 0]]  # mirror x back, in network-input pixels
+        boxes = ops.scale_boxes(in_hw, boxes, hw).float().cpu().numpy()
+        probs = cls[:, keep.long().view(-1)].T.float().cpu().numpy() if det.shape[0] else np.zeros((0, pred.probs.shape[1]))
+        return flip_inconsistency(pred.boxes, pred.probs, boxes, probs)
 
     def iter_predictions(self, images: Iterable[Path | str]) -> Iterator[Prediction]:
         """Predictions in input order; decoding of the next batches overlaps inference of the current one."""

@@ -20,7 +20,7 @@ from detal.acquisition.uncertainty import (
     measure_bound,
 )
 
-ALL_MEASURES = sorted(MEASURES)
+ALL_MEASURES = sorted(MEASURES)  # class-vector measures; `flip` (a paired measure) is tested below
 ALL_REDUCTIONS = sorted(REDUCTIONS)
 
 probs_elems = st.floats(0.0, 1.0, allow_nan=False, width=32)
@@ -263,3 +263,54 @@ def test_float_rounding_outside_unit_interval_is_tolerated():
 
 def test_no_images_gives_empty_scores():
     assert image_scores([]).shape == (0,)
+
+
+# --- flip: a box against the prediction on the mirrored image ---------------------------------------------
+
+def test_flip_inconsistency_known_values():
+    from detal.acquisition.uncertainty import flip_inconsistency
+
+    boxes = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
+    p = np.array([[0.9, 0.1], [0.5, 0.5]])
+    # the same prediction again: consistent, 0
+    np.testing.assert_allclose(flip_inconsistency(boxes, p, boxes, p), [0, 0], atol=1e-12)
+    # half-overlapping box (IoU 1/3), same classes: 1 - 1/3
+    shifted = np.array([[5, 0, 15, 10]], float)
+    assert flip_inconsistency(boxes[:1], p[:1], shifted, p[:1])[0] == pytest.approx(2 / 3)
+    # same box, opposite one-hot classes: JS = 1 bit, fully inconsistent
+    assert flip_inconsistency(boxes[:1], [[1.0, 0.0]], boxes[:1], [[0.0, 1.0]])[0] == pytest.approx(1.0)
+    # nothing seen on the flipped image: 1 for every box; no box: empty
+    np.testing.assert_array_equal(flip_inconsistency(boxes, p, np.zeros((0, 4)), np.zeros((0, 2))), [1, 1])
+    assert flip_inconsistency(np.zeros((0, 4)), np.zeros((0, 2)), boxes, p).shape == (0,)
+    # each box is matched to the flipped box it overlaps most, whatever their order
+    np.testing.assert_allclose(flip_inconsistency(boxes, p, boxes[::-1], p[::-1]), [0, 0], atol=1e-12)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 6), st.integers(0, 6), st.integers(0, 10**6))
+def test_flip_inconsistency_is_in_unit_interval(n, m, seed):
+    from detal.acquisition.uncertainty import flip_inconsistency
+
+    rng = np.random.default_rng(seed)
+
+    def boxes(k):
+        xy = rng.uniform(0, 50, (k, 2))
+        return np.hstack([xy, xy + rng.uniform(0, 30, (k, 2))])
+
+    s = flip_inconsistency(boxes(n), rng.random((n, 3)), boxes(m), rng.random((m, 3)))
+    assert s.shape == (n,) and np.isfinite(s).all() and ((s >= 0) & (s <= 1 + 1e-12)).all()
+
+
+def test_flip_scores_come_as_box_values():
+    probs = [np.array([[0.9, 0.1], [0.2, 0.3]]), np.zeros((0, 2)), np.array([[0.5, 0.5]])]
+    values = [np.array([0.2, 0.6]), np.zeros(0), np.array([0.05])]
+    np.testing.assert_allclose(image_scores(probs, "flip", "sum", box_values=values), [0.8, 0.0, 0.05])
+    np.testing.assert_allclose(image_scores(probs, "flip", "max", empty="max", box_values=values), [0.6, 1.0, 0.05])
+    # score_conf still drops low boxes by their top class score (0.3 < 0.4)
+    np.testing.assert_allclose(image_scores(probs, "flip", "sum", score_conf=0.4, box_values=values), [0.2, 0, 0.05])
+    with pytest.raises(ValueError, match="second prediction"):
+        image_scores(probs, "flip")  # the class scores alone cannot give it
+    with pytest.raises(ValueError, match="one score per box"):
+        image_scores(probs, "flip", box_values=values[:2])
+    check_scoring_options("flip")  # a config may name it
+    assert measure_bound("flip", 5) == 1.0

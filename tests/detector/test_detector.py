@@ -183,6 +183,36 @@ def test_scorer_features_match_ultralytics_embed(tiny):
     assert all(p.feature is None for p in without)
 
 
+def test_scorer_flip_is_the_prediction_on_the_mirrored_file(tiny, tmp_path):
+    """flip=True: each box's flip inconsistency against what the scorer predicts on a mirrored copy of the file."""
+    import cv2
+
+    from detal.acquisition.uncertainty import flip_inconsistency
+
+    images = list(tiny.data.val[:8])
+    mirrored = []
+    for p in images:
+        out = tmp_path / p.name
+        cv2.imwrite(str(out), cv2.flip(cv2.imread(str(p)), 1))
+        mirrored.append(out)
+    kw = dict(imgsz=IMGSZ, conf=1e-3, batch=4, features=False)
+    with_flip = Scorer(tiny.weights, flip=True, **kw).predict(images)
+    plain = Scorer(tiny.weights, **kw).predict(images)
+    other = Scorer(tiny.weights, **kw).predict(mirrored)
+    n = 0
+    for f, p, m in zip(with_flip, plain, other, strict=True):
+        np.testing.assert_array_equal(f.boxes, p.boxes)  # the flipped pass leaves the image's own boxes alone
+        assert p.flip is None and f.flip.shape == (len(f.cls),)
+        back = m.boxes.copy()
+        back[:, [0, 2]] = m.width - m.boxes[:, [2, 0]]
+        expect = flip_inconsistency(f.boxes, f.probs, back, m.probs)
+        # PNG round trip is lossless and the letterbox is symmetric here: same numbers up to float noise
+        np.testing.assert_allclose(f.flip, expect, atol=1e-3)
+        assert ((f.flip >= 0) & (f.flip <= 1)).all()
+        n += len(f.cls)
+    assert n > 0
+
+
 def test_scorer_corrupt_images_and_order(tiny, tmp_path, caplog):
     bad = tmp_path / "garbage.jpg"
     bad.write_bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8).tobytes())
