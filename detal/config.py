@@ -11,6 +11,8 @@ reductions, strategies) are imported inside the validators: they import this mod
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -58,6 +60,9 @@ class ScheduleConfig(_Model):
     select_fraction: float = Field(0.10, gt=0, le=1)
     epochs_per_round: int = Field(20, ge=1)
     total_epochs: int = Field(100, ge=1)
+    # 0 = off. Else each round trains at least this many batches (optimizer steps with nbs = batch): a 2%
+    # seed set is 2-3 batches, and 20 epochs of it leave a detector that finds nothing.
+    min_steps_per_round: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _epochs(self) -> "ScheduleConfig":
@@ -72,6 +77,11 @@ class ScheduleConfig(_Model):
     @property
     def rounds(self) -> int:
         return self.total_epochs // self.epochs_per_round
+
+    def epochs_for(self, labelled_images: int, batch: int) -> int:
+        """Epochs of a round on `labelled_images`: epochs_per_round, raised to reach min_steps_per_round batches."""
+        batches = max(1, math.ceil(labelled_images / batch))
+        return max(self.epochs_per_round, math.ceil(self.min_steps_per_round / batches))
 
 
 class SelectionConfig(_Model):

@@ -159,9 +159,9 @@ def train_and_evaluate(arm: Arm, state: ArmState, r: int, round_dir: Path):
                                  arm.names)
     source = state.weights if (cfg.model.warm_start and state.weights) else cfg.model.arch
     n_boxes = int(state.class_counts(labelled, len(arm.names)).sum())
-    arm.progress.line(f"{arm.label(r)}: training {cfg.schedule.epochs_per_round} epochs "
-                      f"on {len(labelled)} images ({n_boxes} boxes)")
-    tr = arm.backend.train(source, data_yaml, cfg.schedule.epochs_per_round, round_dir, imgsz=cfg.model.imgsz,
+    epochs = cfg.schedule.epochs_for(len(labelled), cfg.model.batch)
+    arm.progress.line(f"{arm.label(r)}: training {epochs} epochs on {len(labelled)} images ({n_boxes} boxes)")
+    tr = arm.backend.train(source, data_yaml, epochs, round_dir, imgsz=cfg.model.imgsz,
                            batch=cfg.model.batch, device=arm.device, seed=arm.seed, workers=cfg.model.workers,
                            extra=dict(cfg.model.train_args), threads=arm.threads,
                            on_epoch=arm.progress.epoch(arm.label(r)))

@@ -47,14 +47,40 @@ def append_rows(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
 
 # where and how fast it runs is not what the experiment is: a run started on CPU may resume on a GPU
 _NOT_THE_EXPERIMENT = {"model": ("device", "workers", "threads"), "scoring": ("workers",)}
+# sections only the other driver reads (the scheduled job on a live project)
+_OTHER_DRIVER = ("cycle",)
+
+
+def _fingerprint(doc: dict) -> str:
+    doc = {k: dict(v) if isinstance(v, dict) else v for k, v in doc.items() if k not in _OTHER_DRIVER}
+    for section, keys in _NOT_THE_EXPERIMENT.items():
+        for k in keys:
+            doc.get(section, {}).pop(k, None)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def config_fingerprint(cfg: Config) -> str:
-    doc = cfg.model_dump(mode="json")
-    for section, keys in _NOT_THE_EXPERIMENT.items():
-        for k in keys:
-            doc[section].pop(k, None)
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    return _fingerprint(cfg.model_dump(mode="json"))
+
+
+def _without_new_defaults(doc: dict, old: dict) -> dict:
+    """`doc` less the settings `old` (a run's saved config) does not have and that are at their default.
+
+    A setting detal gained after a run started, left at its default, keeps the old behaviour: the run
+    is the same experiment and resumes.
+    """
+    defaults = Config.model_validate({"data": doc["data"]}).model_dump(mode="json")
+    out = {}
+    for key, value in doc.items():
+        if key not in old:
+            if value != defaults.get(key):
+                out[key] = value
+        elif isinstance(value, dict) and isinstance(old[key], dict):
+            out[key] = {k: v for k, v in value.items()
+                        if k in old[key] or v != (defaults.get(key) or {}).get(k)}
+        else:
+            out[key] = value
+    return out
 
 
 def prepare_dataset(cfg: Config, progress: Progress) -> Dataset:
@@ -103,11 +129,15 @@ def _check_run_dir(cfg: Config, overwrite: bool) -> None:
         shutil.rmtree(run_dir)
     elif saved.exists():
         try:
-            old = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("fingerprint")
+            doc = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+            old, old_cfg = doc.get("fingerprint"), doc.get("config")
         except (yaml.YAMLError, UnicodeDecodeError, AttributeError):
-            old = None  # damaged: treated as a different config
+            old = old_cfg = None  # damaged: treated as a different config
+        # recomputed from the saved config under today's rules (the saved hash may predate them)
+        same = old == fp or (isinstance(old_cfg, dict) and _fingerprint(old_cfg) == _fingerprint(
+            _without_new_defaults(cfg.model_dump(mode="json"), old_cfg)))
         # a run that never finished a round has nothing to protect: a corrected config simply replaces it
-        if old != fp and (run_dir / "metrics.csv").exists():
+        if not same and (run_dir / "metrics.csv").exists():
             raise DetalError(f"{run_dir}: holds results of a different config; pass --overwrite to start over "
                              f"or change `experiment:` to keep both")
     try:

@@ -96,3 +96,12 @@ def test_defaults_live_in_the_config_only():
     assert DEFAULT_KNOBS.palette_prob == sy.palette
     args = build_parser().parse_args(["synth", "--out", "x"])
     assert (args.images, args.imgsz, args.palette, args.val_fraction) == (sy.images, sy.imgsz, sy.palette, sy.val_fraction)
+
+
+def test_epochs_for_reaches_min_steps_on_small_labelled_sets():
+    from detal.config import ScheduleConfig
+
+    s = ScheduleConfig(epochs_per_round=10, total_epochs=50, min_steps_per_round=400)
+    # 40 images at batch 16 = 3 batches: 134 epochs; 840 images = 53 batches: the 10 of epochs_per_round
+    assert [s.epochs_for(n, 16) for n in (40, 240, 840)] == [134, 27, 10]
+    assert ScheduleConfig().epochs_for(40, 16) == 20  # off by default: epochs_per_round as before

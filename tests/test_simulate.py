@@ -124,6 +124,47 @@ def test_changed_config_refuses_to_mix_results(data_yaml, tmp_path):
                    backend=fake_backend)
 
 
+def test_a_setting_added_since_at_its_default_resumes(data_yaml, tmp_path):
+    """A run saved before detal gained a setting resumes when the setting is at its default (the old behaviour)."""
+    import yaml
+
+    cfg = _cfg(data_yaml, tmp_path, seeds=[0], strategies=["random"])
+    run_dir = run_experiment(cfg, quiet=True, backend=fake_backend)
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved["config"]["schedule"].pop("min_steps_per_round")  # as written before the setting existed
+    saved["config"]["selection"].pop("min_subset_factor")
+    from detal.simulate import _fingerprint
+
+    saved["fingerprint"] = _fingerprint(saved["config"])
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    trained = fake_backend.calls["train"]
+    run_experiment(cfg, quiet=True, backend=fake_backend)  # finished, same experiment: nothing retrained
+    assert fake_backend.calls["train"] == trained
+    assert "min_steps_per_round" in (run_dir / "config.yaml").read_text()  # re-saved in today's form
+    run_experiment(cfg, quiet=True, backend=fake_backend)  # and it still matches after the re-save
+    # the live job's section is not the experiment: changing it does not orphan a finished run
+    run_experiment(_cfg(data_yaml, tmp_path, seeds=[0], strategies=["random"], cycle={"strategy": "entropy"}),
+                   quiet=True, backend=fake_backend)
+    assert fake_backend.calls["train"] == trained
+    # a new setting away from its default is a different experiment
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(DetalError, match="--overwrite"):
+        run_experiment(_cfg(data_yaml, tmp_path, seeds=[0], strategies=["random"],
+                            schedule={"seed_fraction": 0.1, "select_fraction": 0.1, "epochs_per_round": 2,
+                                      "total_epochs": 6, "min_steps_per_round": 50}),
+                       quiet=True, backend=fake_backend)
+
+
+def test_min_steps_per_round_raises_the_epochs_of_small_labelled_sets(data_yaml, tmp_path):
+    cfg = _cfg(data_yaml, tmp_path, seeds=[0], strategies=["random"], model={"batch": 8},
+               schedule={"seed_fraction": 0.1, "select_fraction": 0.1, "epochs_per_round": 2, "total_epochs": 6,
+                         "min_steps_per_round": 5})
+    m = pd.read_csv(run_experiment(cfg, quiet=True, backend=fake_backend) / "metrics.csv")
+    # 9, 18, 27 labelled images at batch 8: 2, 3, 4 batches -> 3, 2 (epochs_per_round), 2 epochs
+    assert m["labeled_images"].tolist() == [9, 18, 27]
+    assert m["epochs_trained"].tolist() == [3, 5, 7]
+
+
 def test_concurrent_run_refused(data_yaml, tmp_path):
     import fcntl
 
