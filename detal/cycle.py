@@ -514,6 +514,7 @@ def project_status(cfg: Config) -> dict:
         last = store.db.execute("SELECT command, started_at, finished_at, outcome, seconds, message FROM runs "
                                 "ORDER BY id DESC LIMIT 1").fetchone()
         return {"project": store.meta("title"), "state": str(path), "val_source": store.meta("val_source"),
+                "strategy": cfg.cycle.strategy,
                 "images": {s: counts.get(s, 0) for s in ("labelled", "pushed", "pool", "skipped", "val", "val_pushed")},
                 "gone": gone, "rounds": rounds,
                 "last_run": dict(zip(("command", "started_at", "finished_at", "outcome", "seconds", "message"), last))
@@ -540,6 +541,10 @@ def format_status(st: dict) -> str:
                          f"{f(r['map50'], '.3f'):>6}  {r['selected_images']:>6}  {f(r['prelabel_precision'], '.3f'):>11}  "
                          f"{f(r['prelabel_recall'], '.3f'):>6}  {f(r['prelabel_map50'], '.3f'):>6}  "
                          f"{f(r['edits_per_image'], '.2f'):>9}")
+        if not any(r.get("prelabel_images") for r in st["rounds"]):
+            # an empty column is not a verdict on the pre-labels: say where the numbers would come from
+            lines.append(f"pre-label columns empty: they are measured on annotated images a batch took at random "
+                         f"(strategies random, mix, mix_wide), none so far with strategy {st.get('strategy', '?')!r}")
     else:
         lines.append("no round trained yet")
     last = st["last_run"]

@@ -155,9 +155,25 @@ def test_init_and_three_cycles(ls_server, conn, tmp_path, token, capsys):
     assert (cfg.run_dir / "report.html").exists()  # the project's rounds are reported like an experiment's
     text = format_status(st)
     assert "mAP50-95" in text and "last run: cycle" in text
+    assert "pre-label columns empty" not in text  # the random share measured them
     json.dumps(st)  # --json
     out = capsys.readouterr()
     assert assert_no_secret(ls_server.token, cfg.run_dir, texts=(text, out.out, out.err)) > 20
+
+
+def test_status_says_why_the_prelabel_columns_are_empty():
+    nan = float("nan")
+    row = {"round": 1, "labeled_images": 40, "labeled_boxes": 200, "map50_95": 0.2, "map50": 0.3, "selected_images": 20,
+           "prelabel_images": 0, "prelabel_precision": nan, "prelabel_recall": nan, "prelabel_map50": nan,
+           "edits_per_image": nan}
+    st = {"project": "p", "state": "s", "val_source": "val split", "strategy": "entropy_wide", "gone": 0,
+          "images": dict.fromkeys(("labelled", "pushed", "pool", "skipped", "val", "val_pushed"), 1),
+          "rounds": [row], "last_run": None}
+    text = format_status(st)
+    assert "pre-label columns empty" in text and "'entropy_wide'" in text
+    row.update(prelabel_images=12, prelabel_precision=0.8, prelabel_recall=0.7, prelabel_map50=0.5, edits_per_image=1.5)
+    text = format_status(st)
+    assert "pre-label columns empty" not in text and "0.800" in text
 
 
 @pytest.mark.parametrize("stage", ["after_pull", "training", "after_selection", "mid_push"])
