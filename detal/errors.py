@@ -15,3 +15,7 @@ class DataError(DetalError):
 
 class LabelStudioError(DetalError):
     """Label Studio server or project problem."""
+
+
+class BusyError(DetalError):
+    """Another process holds the run folder's lock (detal.lock.exclusive)."""

@@ -6,7 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from detal.errors import DetalError
+from detal.errors import BusyError, DetalError
 
 
 @contextlib.contextmanager
@@ -26,7 +26,7 @@ def exclusive(path: Path, *, busy: str):
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
-            raise DetalError(f"{busy} (pid {fh.read().strip() or '?'})") from None
+            raise BusyError(f"{busy} (pid {fh.read().strip() or '?'})") from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))

@@ -159,6 +159,34 @@ def test_parallel_arm_failure_is_raised(data_yaml, tmp_path):
         bench.run_study(bad, backend=None, quiet=True, report=False, jobs=2)
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_arm_another_run_holds_is_left_to_it_and_the_others_run(data_yaml, tmp_path, jobs):
+    from detal.simulate import run_lock
+
+    cfg = _cfg(data_yaml, tmp_path, seeds=(0,), strategies=("random", "mix"))
+    held = bench.arm_config(cfg, "random", 0)
+    with run_lock(held):  # a second invocation of the study is training seed 0's random arm
+        df = bench.run_study(cfg, backend=fake_backend, quiet=True, report=False, jobs=jobs)
+    assert set(df["strategy"]) == {"mix"} and len(df) == 3  # mix ran all its rounds
+    assert not (held.run_dir / "metrics.csv").exists()  # the held arm was not touched
+    assert len(df.attrs["busy"]) == 1 and "another detal run holds" in df.attrs["busy"][0]
+    assert str(held.run_dir) in df.attrs["busy"][0]
+    # once the other run is done, the same command runs what is left
+    df = bench.run_study(cfg, backend=fake_backend, quiet=True, report=False, jobs=jobs)
+    assert set(df["strategy"]) == {"random", "mix"} and df.attrs["busy"] == []
+
+
+def test_main_says_which_arms_another_run_holds_and_exits_1(study, monkeypatch, capsys, tmp_path):
+    cfg, df = study
+    busy = df.copy()
+    busy.attrs["busy"] = ["runs/le/arms/random-seed1/le: another detal run holds it (pid 7)"]
+    monkeypatch.setattr(bench, "run_study", lambda c, quiet, jobs, variants: busy)
+    assert bench.main(["-c", str(_study_yaml(cfg, tmp_path / "study.yaml")), "-q"]) == 1
+    out = capsys.readouterr()
+    assert "not run here: runs/le/arms/random-seed1/le: another detal run holds it (pid 7)" in out.err
+    assert LAST.match(out.out.strip().splitlines()[-1])  # the numbers of what had finished are still printed
+
+
 def test_main_prints_wall_clock_before_the_last_line(study, monkeypatch, capsys, tmp_path):
     cfg, df = study
     yaml_path = tmp_path / "study.yaml"

@@ -74,7 +74,7 @@ if str(ROOT) not in sys.path:
 import pandas as pd  # noqa: E402
 
 from detal.config import Config, load_config  # noqa: E402
-from detal.errors import DetalError  # noqa: E402
+from detal.errors import BusyError, DetalError  # noqa: E402
 from detal.report import load_runs, write_report  # noqa: E402
 from detal.report import stats  # noqa: E402
 
@@ -173,19 +173,25 @@ def run_study(cfg: Config, *, backend=None, quiet: bool = False, report: bool = 
     Seeds outer, strategies inner: after each seed every arm has a paired result. `backend` is passed
     to `run_experiment` (a fake in tests, the real detector when None). `jobs` > 1 runs that many arms
     at once in separate processes (each arm is its own run folder with its own lock, so they never
-    share a file); the first failure stops the study after the running arms end.
+    share a file); the first failure stops the study after the running arms end. An arm whose lock
+    another run holds (a second invocation of the same study) is left to that run, the others go on;
+    their errors are in `df.attrs["busy"]`.
     """
     from detal.simulate import run_experiment
 
     if BASELINE not in cfg.strategies:
         raise DetalError(f"strategies: {list(cfg.strategies)} has no '{BASELINE}' arm to compare against; add it")
     arms = [a for _, a in study_arms(cfg, variants)]
+    busy: list[str] = []
     if jobs <= 1:
         for arm in arms:
-            run_experiment(arm, quiet=quiet, backend=backend)
+            try:
+                run_experiment(arm, quiet=quiet, backend=backend)
+            except BusyError as exc:
+                busy.append(str(exc))
     else:
         import multiprocessing
-        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
         from detal.progress import Progress
         from detal.simulate import prepare_dataset
@@ -196,15 +202,18 @@ def run_study(cfg: Config, *, backend=None, quiet: bool = False, report: bool = 
         # spawn: a fresh interpreter per worker (fork would copy torch's thread pools and locks)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(run_experiment, a, quiet=quiet, backend=name) for a in arms]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in pending:
-                f.cancel()
-            for f in futures:
-                if f.done() and not f.cancelled() and f.exception() is not None:
-                    raise f.exception()
+            for f in as_completed(futures):
+                exc = f.exception()
+                if isinstance(exc, BusyError):
+                    busy.append(str(exc))
+                elif exc is not None:
+                    for g in futures:
+                        g.cancel()
+                    raise exc
     df = study_metrics(cfg, variants)
     if report:
         write_study_report(cfg, variants)
+    df.attrs["busy"] = busy
     return df
 
 
@@ -538,6 +547,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             df = run_study(cfg, quiet=args.quiet, jobs=args.jobs, variants=variants)
             wall = time.perf_counter() - t0
+        busy = df.attrs.get("busy", [])  # arms another run holds (none for --report-only)
         lines = format_study(df, dataset_name(cfg), args.headline, arm_names(cfg, variants))
         if wall is not None:  # this invocation only: a resumed study counts what was left
             n_arms = len(study_arms(cfg, variants))
@@ -545,8 +555,10 @@ def main(argv=None) -> int:
     except DetalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for msg in busy:  # the table holds what had finished; these arms belong to the other run
+        print(f"not run here: {msg}", file=sys.stderr)
     print("\n".join(lines))
-    return 0
+    return 1 if busy else 0
 
 
 if __name__ == "__main__":
