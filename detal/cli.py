@@ -359,6 +359,17 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum, frame):
+    # Python swallows an exception raised inside a finalizer ("Exception ignored in ... __del__"; Ultralytics'
+    # dataloaders have one), which would lose the signal: re-send it once the finalizer has returned.
+    f = frame
+    while f is not None:
+        if f.f_code.co_name == "__del__":
+            import os
+            import threading
+
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
+        f = f.f_back
     raise Terminated()
 
 

@@ -124,3 +124,29 @@ def test_full_or_forbidden_disk_is_one_line(tmp_path, capsys, monkeypatch):
     assert main(["simulate", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err and "metrics.csv" in err
+
+
+def test_sigterm_inside_a_finalizer_is_resent_not_lost():
+    # an exception raised in __del__ is swallowed by Python; the handler re-sends the signal instead
+    import signal
+    import sys
+    import time
+
+    from detal import cli
+
+    got = []
+    old = signal.signal(signal.SIGUSR1, lambda *a: got.append(a[0]))
+    try:
+        class Finalized:
+            def __del__(self):
+                cli._on_sigterm(signal.SIGUSR1, sys._getframe())
+
+        Finalized()  # collected at once: the handler runs inside __del__ and must not raise there
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == [signal.SIGUSR1]
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    with pytest.raises(cli.Terminated):  # outside a finalizer it unwinds like Ctrl-C, as before
+        cli._on_sigterm(signal.SIGTERM, sys._getframe())
