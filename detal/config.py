@@ -102,6 +102,7 @@ class ScoringConfig(_Model):
     batch: int = Field(32, ge=1)
     workers: int = Field(2, ge=0)
     audit: bool = False
+    calibration: Literal["none", "difficulty"] = "none"
 
     @field_validator("measure")
     @classmethod

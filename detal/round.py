@@ -184,9 +184,25 @@ def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
     if spec.scores or arm.annotator.needs_predictions:
         scorer = make_scorer(cfg, weights, device=arm.device, features=spec.features, backend=arm.backend)
         scoring = ScoringPass(scorer, arm.images, cfg.scoring, arm.names, audit=cfg.scoring.audit)
+        if spec.scores and cfg.scoring.calibration == "difficulty":
+            scoring.class_weights = _difficulty_weights(arm, scorer, labelled)
     counts = state.class_counts(labelled, len(arm.names)) if cfg.selection.class_balance > 0 else None
     sel = select(arm.strategy, pool_ids, budget, rng, scoring or _no_scoring, cfg.selection, counts)
     return sel, scoring
+
+
+def _difficulty_weights(arm: Arm, scorer, labelled: list[str]) -> np.ndarray:
+    """Per-class box weights from the model's difficulty on the labelled set (scoring.calibration)."""
+    from detal.acquisition.uncertainty import difficulty_weights
+    from detal.data import read_labels
+    from detal.scoring import labelled_difficulty
+
+    nc = len(arm.names)
+    d = labelled_difficulty(scorer, [arm.store.image(k) for k in labelled],
+                            [read_labels(arm.store.label_file(k), nc) for k in labelled], nc, arm.cfg.scoring.conf)
+    arm.progress.line(f"{arm.tag} class difficulty on the labelled set: "
+                      + ", ".join(f"{n} {v:.2f}" for n, v in zip(arm.names, d)))
+    return difficulty_weights(d)
 
 
 def _no_scoring(ids):

@@ -94,6 +94,7 @@ class ScoringPass:
 
     def __init__(self, scorer, images: Sequence[Path], sc: ScoringConfig, names: Sequence[str], audit: bool = False):
         self.scorer, self.images, self.sc, self.names = scorer, images, sc, names
+        self.class_weights: np.ndarray | None = None  # per-class box weights (scoring.calibration), set by the round
         self.predictions: dict[int, Prediction] = {}
         self.audit_images: list[dict] | None = [] if audit else None
         self.audit_boxes: list[dict] | None = [] if audit else None
@@ -113,7 +114,7 @@ class ScoringPass:
         from detal.acquisition.selection import Scored
 
         preds = self.predict(ids)
-        scores = image_scores_for(preds, self.sc)
+        scores = image_scores_for(preds, self.sc, self.class_weights)
         feats = None
         dims = {p.feature.shape for p in preds if p.feature is not None}
         if dims:  # an unreadable image gets a zero feature row (normalises to zero: never "far" from anything)
@@ -125,14 +126,40 @@ class ScoringPass:
         return Scored(scores=scores, features=feats, classes=[p.cls[p.conf >= self.sc.conf] for p in preds])
 
 
-def image_scores_for(preds: Sequence[Prediction], sc: ScoringConfig) -> np.ndarray:
+def image_scores_for(preds: Sequence[Prediction], sc: ScoringConfig,
+                     class_weights: np.ndarray | None = None) -> np.ndarray:
     from detal.acquisition.uncertainty import image_scores
 
     values = [_box_values(p, sc) if len(p.cls) else np.zeros(0) for p in preds] if sc.measure == FLIP else None
     scores = image_scores([p.probs for p in preds], measure=sc.measure, reduction=sc.reduction,
-                          score_conf=sc.conf, empty=sc.empty, topk=sc.topk, box_values=values)
+                          score_conf=sc.conf, empty=sc.empty, topk=sc.topk, box_values=values,
+                          class_weights=class_weights)
     bad = np.array([not p.ok for p in preds], dtype=bool)
     return np.where(bad, UNREADABLE_SCORE, scores)
+
+
+def labelled_difficulty(scorer, images: Sequence[Path], labels: Sequence[np.ndarray], nc: int,
+                        score_conf: float) -> np.ndarray:
+    """Per-class difficulty of the scorer's model on labelled images (scoring.calibration: difficulty).
+
+    labels[i] is image i's YOLO label array (m, 5): class, centre x, centre y, width, height, normalised.
+    Predictions below `score_conf` are ignored, as in scoring. Unreadable images are left out.
+    """
+    from detal.acquisition.uncertainty import class_difficulty
+
+    gc, gb, pc, pf, pb = [], [], [], [], []
+    for pred, lab in zip(scorer.iter_predictions(list(images)), labels):
+        if not pred.ok:
+            continue
+        lab = np.asarray(lab, np.float64).reshape(-1, 5)
+        cx, cy, w, h = (lab[:, i] * s for i, s in zip(range(1, 5), (pred.width, pred.height) * 2))
+        keep = pred.conf >= score_conf
+        gc.append(lab[:, 0].astype(np.int64))
+        gb.append(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1))
+        pc.append(pred.cls[keep])
+        pf.append(pred.conf[keep])
+        pb.append(pred.boxes[keep])
+    return class_difficulty(gc, gb, pc, pf, pb, nc)
 
 
 def image_rows(preds: Sequence[Prediction], scores: np.ndarray) -> list[dict]:

@@ -74,3 +74,35 @@ def test_pool_exhausted_trains_once_more_on_everything(data_yaml, tmp_path):
     m = pd.read_csv(run_dir / "metrics.csv")
     assert m["labeled_images"].tolist() == [9, 31, 45]  # budget round(0.5 * 45) = 22 (half to even)  # the last batch was trained on, then it stopped
     assert m["selected_images"].tolist() == [22, 14, 0]
+
+
+class OnTheFakeBoxAnnotator(CorrectingAnnotator):
+    """Labels one class-5 box exactly where the fake detector puts its boxes ([10, 10, 50, 50] of 160 px)."""
+
+    def collect(self, images):
+        return Annotations(labels={Path(p): np.array([[5, 30 / 160, 30 / 160, 40 / 160, 40 / 160]]) for p in images})
+
+
+def test_difficulty_calibration_weights_each_box_by_its_class_difficulty(data_yaml, tmp_path, capsys):
+    from detal.acquisition.uncertainty import difficulty_weights, image_scores
+    from detal.scoring import labelled_difficulty
+
+    cfg = _cfg(data_yaml, tmp_path, strategies=["entropy"], scoring={"calibration": "difficulty"})
+    run_dir = run_experiment(cfg, quiet=False, backend=fake_backend, annotator=OnTheFakeBoxAnnotator())
+    round2 = run_dir / "seed0" / "entropy" / "round2"  # round 1's few seed images had no class-5 prediction
+    scorer = fake_backend.Scorer(round2 / "weights" / "last.pt")
+    labelled = (round2 / "data_train.txt").read_text().split()
+    box = np.array([[5, 30 / 160, 30 / 160, 40 / 160, 40 / 160]])
+    d = labelled_difficulty(scorer, labelled, [box] * len(labelled), fake_backend.NC, cfg.scoring.conf)
+    assert (d[:5] == 1).all() and 0 < d[5] < 1  # only class 5 was labelled; its boxes sit on the predictions
+    names = load_dataset(data_yaml).names
+    line = "class difficulty on the labelled set: " + ", ".join(f"{n} {v:.2f}" for n, v in zip(names, d))
+    assert line in capsys.readouterr().err
+
+    sel = pd.read_csv(run_dir / "selections.csv").query("round == 2")
+    preds = scorer.predict(sel["image"].tolist())
+    probs = [p.probs for p in preds]
+    kw = {"score_conf": cfg.scoring.conf}
+    weighted = image_scores(probs, class_weights=difficulty_weights(d), **kw)
+    np.testing.assert_allclose(sel["score"], weighted, rtol=1e-6)  # what ranked the pool is the weighted score
+    assert not np.allclose(weighted, image_scores(probs, **kw))

@@ -25,6 +25,13 @@ Measures (`MEASURES`, per box):
 Reductions (`REDUCTIONS`, per image): `sum` favours crowded images, `max` hangs on one box, `mean`
 depends on the confidence threshold, `topk_mean` (mean of the k highest) sits between max and mean.
 
+Difficulty calibration (`class_difficulty`, `difficulty_weights`; PPAL, Yang et al. CVPR 2024, simplified):
+a box's measure is multiplied by a weight of its predicted class, higher for the classes the current
+model finds hard on the images already labelled. Difficulty d_c = 1 - q_c, q_c the mean over labelled
+boxes of class c of the best IoU x score of a same-class prediction (0 when none); a class with no
+labelled box gets d_c = 1. Weights are d_c / mean(d), so an image's score keeps its scale. Uncertainty
+alone treats an easy class's confusion like a hard one's; the labelled set says which classes are hard.
+
 Scoring threshold: `image_scores(score_conf=...)` drops boxes whose top score is below `score_conf`
 before reducing. It is separate from the pre-label threshold (what is shown to annotators) and from
 the NMS threshold (what the detector keeps): low-confidence boxes are often exactly the uncertain ones.
@@ -204,6 +211,43 @@ _BOUNDS: dict[str, Callable[[int], float]] = {
 }
 
 
+def class_difficulty(gt_cls: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], pred_cls: Sequence[np.ndarray],
+                     pred_conf: Sequence[np.ndarray], pred_boxes: Sequence[np.ndarray], n_classes: int) -> np.ndarray:
+    """Per-class difficulty (n_classes,) in [0, 1] of a model on labelled images (see the module docstring).
+
+    Per image i: gt_cls[i] (m,) class ids and gt_boxes[i] (m, 4) xyxy of the labels; pred_cls[i] (n,),
+    pred_conf[i] (n,) and pred_boxes[i] (n, 4) xyxy of the predictions, in the same coordinates.
+    """
+    if not len(gt_cls) == len(gt_boxes) == len(pred_cls) == len(pred_conf) == len(pred_boxes):
+        raise InvalidOption("class_difficulty needs the same number of images in every argument")
+    total = np.zeros(n_classes, np.float64)
+    count = np.zeros(n_classes, np.int64)
+    for gc, gb, pc, pf, pb in zip(gt_cls, gt_boxes, pred_cls, pred_conf, pred_boxes):
+        gc = np.asarray(gc, np.int64).reshape(-1)
+        if not len(gc):
+            continue
+        if gc.min() < 0 or gc.max() >= n_classes:
+            raise InvalidOption(f"label class id {int(gc.max() if gc.max() >= n_classes else gc.min())} is outside "
+                                f"the {n_classes} classes")
+        pc = np.asarray(pc, np.int64).reshape(-1)
+        quality = np.zeros(len(gc))
+        if len(pc):
+            iou = _iou(np.asarray(gb, np.float64).reshape(-1, 4), np.asarray(pb, np.float64).reshape(-1, 4))
+            same = gc[:, None] == pc[None, :]
+            quality = np.where(same, iou * np.asarray(pf, np.float64).reshape(1, -1), 0.0).max(axis=1)
+        np.add.at(total, gc, quality)
+        np.add.at(count, gc, 1)
+    q = np.divide(total, count, out=np.zeros(n_classes), where=count > 0)
+    return np.where(count > 0, 1.0 - q, 1.0)
+
+
+def difficulty_weights(difficulty: np.ndarray) -> np.ndarray:
+    """Per-class box weights d_c / mean(d) (all 1 when every class is perfectly easy)."""
+    d = np.asarray(difficulty, np.float64)
+    m = d.mean() if d.size else 0.0
+    return d / m if m > 0 else np.ones_like(d)
+
+
 def measure_bound(measure: str, n_classes: int) -> float:
     """Largest value `measure` can give one box with `n_classes` classes."""
     lookup(ALL_MEASURES, measure, "uncertainty measure")
@@ -276,6 +320,7 @@ def image_scores(
     empty: str | float = "zero",
     topk: int = 3,
     box_values: Sequence[np.ndarray] | None = None,
+    class_weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """One uncertainty score per image (len(probs_per_image),), float64, higher = more worth labelling.
 
@@ -283,6 +328,8 @@ def image_scores(
     boxes is a (0, C) array. Boxes whose top score is below `score_conf` are dropped; an image left
     without boxes gets the `empty` policy score (see the module docstring). `box_values[i]` (n_i,),
     when given, are per-box scores computed elsewhere (`flip`), used instead of `measure` on the probs.
+    `class_weights` (C,), when given, multiplies each box's score by the weight of its top class
+    (`difficulty_weights`).
     """
     check_scoring_options(measure, reduction, score_conf, empty, topk)
     reduce = REDUCTIONS[reduction]
@@ -317,6 +364,11 @@ def image_scores(
         if len(vals) != n_img or any(len(v) != len(a) for v, a in zip(vals, arrays)):
             raise InvalidOption("box_values must give one score per box of every image")
         scores = np.concatenate([v for v, a in zip(vals, arrays) if len(a)])
+    if class_weights is not None:
+        w = np.asarray(class_weights, np.float64).reshape(-1)
+        if len(w) != c or not np.isfinite(w).all() or (w < 0).any():
+            raise InvalidOption(f"class_weights must be {c} finite non-negative numbers, one per class")
+        scores = scores * w[allp.argmax(axis=1)]
     # same as thresholding the clipped scores: tiny negative rounding noise is kept at score_conf 0
     keep = allp.max(axis=1) >= score_conf if (c and score_conf > 0) else np.ones(len(allp), bool)
     bounds = np.concatenate([[0], np.cumsum(counts)])

@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from detal.errors import ConfigError
+from detal.registry import InvalidOption
 from detal.acquisition.uncertainty import (
     MEASURES,
     REDUCTIONS,
     box_scores,
     check_scoring_options,
+    class_difficulty,
+    difficulty_weights,
     image_scores,
     measure_bound,
 )
@@ -314,3 +317,45 @@ def test_flip_scores_come_as_box_values():
         image_scores(probs, "flip", box_values=values[:2])
     check_scoring_options("flip")  # a config may name it
     assert measure_bound("flip", 5) == 1.0
+
+
+def test_class_difficulty_known_values():
+    box = np.array([[0.0, 0.0, 10.0, 10.0]])
+    half = np.array([[0.0, 0.0, 10.0, 5.0]])  # IoU 0.5 with box
+    d = class_difficulty(
+        gt_cls=[np.array([0]), np.array([1]), np.array([0, 2])],
+        gt_boxes=[box, box, np.concatenate([box, box + 20])],
+        pred_cls=[np.array([0]), np.array([2]), np.array([0, 2])],  # image 2: class 1 predicted as 2
+        pred_conf=[np.array([0.8]), np.array([0.9]), np.array([0.6, 0.5])],
+        pred_boxes=[box, box, np.concatenate([half, box + 20])],
+        n_classes=4,
+    )
+    # class 0: mean(1 x 0.8, 0.5 x 0.6) = 0.55; class 1: wrong class, quality 0; class 2: 1 x 0.5; class 3: unseen
+    np.testing.assert_allclose(d, [0.45, 1.0, 0.5, 1.0])
+
+
+def test_class_difficulty_takes_the_best_same_class_match_and_handles_empty_images():
+    box = np.array([[0.0, 0.0, 10.0, 10.0]])
+    d = class_difficulty([np.array([1]), np.zeros(0)], [box, np.zeros((0, 4))],
+                         [np.array([1, 1]), np.array([1])], [np.array([0.3, 0.9]), np.array([0.9])],
+                         [np.concatenate([box, box]), box], n_classes=2)
+    np.testing.assert_allclose(d, [1.0, 0.1])
+    with pytest.raises(InvalidOption, match="outside the 2 classes"):
+        class_difficulty([np.array([2])], [box], [np.zeros(0)], [np.zeros(0)], [np.zeros((0, 4))], n_classes=2)
+
+
+def test_difficulty_weights_average_one_and_rank_like_difficulty():
+    w = difficulty_weights(np.array([0.2, 0.4, 0.6]))
+    np.testing.assert_allclose(w, [0.5, 1.0, 1.5])
+    np.testing.assert_allclose(difficulty_weights(np.zeros(3)), np.ones(3))
+
+
+def test_class_weights_multiply_each_box_by_its_top_class_weight():
+    imgs = [np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]]), np.array([[0.1, 0.1, 0.8]]), np.zeros((0, 3))]
+    w = np.array([2.0, 0.5, 1.0])
+    plain = [box_scores(p) for p in imgs[:2]]
+    got = image_scores(imgs, class_weights=w)
+    np.testing.assert_allclose(got, [2.0 * plain[0][0] + 0.5 * plain[0][1], 1.0 * plain[1][0], 0.0])
+    np.testing.assert_allclose(image_scores(imgs, class_weights=np.ones(3)), image_scores(imgs))
+    with pytest.raises(InvalidOption, match="one per class"):
+        image_scores(imgs, class_weights=np.ones(2))
