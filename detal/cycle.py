@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detal.acquisition.selection import with_random_share
 from detal.annotate import Annotator
 from detal.config import Config
 from detal.data import Dataset, label_path, read_labels
@@ -544,7 +545,8 @@ def format_status(st: dict) -> str:
         if not any(r.get("prelabel_images") for r in st["rounds"]):
             # an empty column is not a verdict on the pre-labels: say where the numbers would come from
             lines.append(f"pre-label columns empty: they are measured on annotated images a batch took at random "
-                         f"(strategies random, mix, mix_wide), none so far with strategy {st.get('strategy', '?')!r}")
+                         f"(strategies {', '.join(with_random_share())}), none so far with strategy "
+                         f"{st.get('strategy', '?')!r}")
     else:
         lines.append("no round trained yet")
     last = st["last_run"]

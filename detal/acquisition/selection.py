@@ -252,15 +252,16 @@ class Strategy:
     run: Callable[..., Selection]
     scores: bool = True  # calls score_fn at all
     features: bool = False  # needs Scored.features (pooled backbone features: a hook in the scorer)
+    random_share: bool = False  # part of every batch is drawn uniformly: unbiased pre-label estimates (`detal status`)
 
 
 STRATEGIES: dict[str, Strategy] = {
-    "random": Strategy(select_random, scores=False),
+    "random": Strategy(select_random, scores=False, random_share=True),
     "entropy": Strategy(select_entropy),
-    "mix": Strategy(select_mix),
+    "mix": Strategy(select_mix, random_share=True),
     "diverse": Strategy(select_diverse, features=True),
     "entropy_wide": Strategy(partial(select_entropy, wide=True)),
-    "mix_wide": Strategy(partial(select_mix, wide=True)),
+    "mix_wide": Strategy(partial(select_mix, wide=True), random_share=True),
 }
 
 
@@ -275,6 +276,11 @@ STRATEGIES["recommended"] = STRATEGIES[RECOMMENDED]
 def resolve(name: str) -> str:
     """The registered rule a strategy name stands for (aliases resolved; other names unchanged)."""
     return ALIASES.get(name, name)
+
+
+def with_random_share() -> list[str]:
+    """Registered rules whose batches hold a uniformly drawn share (aliases left out)."""
+    return [n for n, st in STRATEGIES.items() if st.random_share and n not in ALIASES]
 
 
 def strategy(name: str) -> Strategy:

@@ -16,6 +16,7 @@ from detal.acquisition.selection import (
     class_balance_weights,
     k_center_greedy,
     select,
+    with_random_share,
 )
 from detal.config import SelectionConfig, parse_config
 from detal.errors import ConfigError
@@ -457,3 +458,12 @@ def test_recommended_is_an_alias_of_a_registered_rule():
         np.testing.assert_array_equal(a.ids, b.ids)
     cfg = parse_config({"data": "d/data.yaml", "strategies": ["random", "recommended"]})
     assert cfg.strategies == ("random", "recommended")
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_random_share_is_declared_by_the_strategies_that_draw_one(name):
+    """`detal status` names these when its pre-label columns are empty: the flag must match what a batch holds."""
+    sel, _ = run(name, np.arange(200), 20, seed=1)
+    declared = name in with_random_share() or (name == "recommended" and STRATEGIES[name].random_share)
+    assert ("random" in sel.sources) == declared
+    assert "recommended" not in with_random_share()
