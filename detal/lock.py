@@ -1,4 +1,4 @@
-"""One run at a time per run folder: an exclusive, non-blocking flock, released when the file closes (crash too)."""
+"""Locks: one run at a time per run folder (exclusive, non-blocking), and waiting for a shared training (blocking); both flocks, released when the file closes (crash too)."""
 
 from __future__ import annotations
 
@@ -31,4 +31,16 @@ def exclusive(path: Path, *, busy: str):
         fh.truncate()
         fh.write(str(os.getpid()))
         fh.flush()
+        yield
+
+
+@contextlib.contextmanager
+def waiting(path: Path):
+    """Hold `path` exclusively, waiting as long as another process holds it (released on close, crash too)."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
         yield

@@ -69,6 +69,7 @@ class Arm:
     progress: Progress = field(default_factory=lambda: Progress(quiet=True))
     experiment: str = ""
     live: bool = False  # a live project: rounds go on, there is no "of N"
+    shared_dir: Path | None = None  # trainings from scratch shared with the other arms of the seed (shared_training)
 
     def label(self, r: int) -> str:
         return f"{self.tag} round {r}" + ("" if self.live else f"/{self.cfg.schedule.rounds}")
@@ -160,11 +161,26 @@ def train_and_evaluate(arm: Arm, state: ArmState, r: int, round_dir: Path):
     source = state.weights if (cfg.model.warm_start and state.weights) else cfg.model.arch
     n_boxes = int(state.class_counts(labelled, len(arm.names)).sum())
     epochs = cfg.schedule.epochs_for(len(labelled), cfg.model.batch)
-    arm.progress.line(f"{arm.label(r)}: training {epochs} epochs on {len(labelled)} images ({n_boxes} boxes)")
-    tr = arm.backend.train(source, data_yaml, epochs, round_dir, imgsz=cfg.model.imgsz,
-                           batch=cfg.model.batch, device=arm.device, seed=arm.seed, workers=cfg.model.workers,
-                           extra=dict(cfg.model.train_args), threads=arm.threads,
-                           on_epoch=arm.progress.epoch(arm.label(r)))
+
+    def train():
+        arm.progress.line(f"{arm.label(r)}: training {epochs} epochs on {len(labelled)} images ({n_boxes} boxes)")
+        return arm.backend.train(source, data_yaml, epochs, round_dir, imgsz=cfg.model.imgsz,
+                                 batch=cfg.model.batch, device=arm.device, seed=arm.seed, workers=cfg.model.workers,
+                                 extra=dict(cfg.model.train_args), threads=arm.threads,
+                                 on_epoch=arm.progress.epoch(arm.label(r)))
+
+    if arm.shared_dir is not None and source == cfg.model.arch:  # from scratch: the same for every arm of the seed
+        from detal.shared_training import train_shared, training_key
+
+        files = ((k, arm.store.label_file(k)) for k in labelled)  # a missing label file means no objects
+        key = training_key(cfg, source, ((k, f.read_bytes() if f.is_file() else b"") for k, f in files), arm.val,
+                           arm.names, epochs, arm.seed)
+        tr, reused = train_shared(arm.shared_dir, key, round_dir, train)
+        if reused:
+            arm.progress.line(f"{arm.label(r)}: reusing the model another arm of seed {arm.seed} trained from scratch "
+                              f"on the same {len(labelled)} images ({epochs} epochs, same labels, recipe and seed)")
+    else:
+        tr = train()
     t0 = time.perf_counter()
     ev = arm.backend.evaluate(tr.weights, data_yaml, imgsz=cfg.model.imgsz, batch=cfg.scoring.batch, device=arm.device)
     arm.progress.line(f"{arm.label(r)}: mAP50-95 {ev.map50_95:.3f}  mAP50 {ev.map50:.3f}  "

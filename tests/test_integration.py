@@ -37,7 +37,13 @@ def test_metrics_file(tiny):
     assert sorted(m["strategy"].unique()) == ["mix", "random"] and m["round"].tolist() == [1, 2, 1, 2]
     assert m["labeled_images"].tolist() == [14, 26, 14, 26]  # pool 48: seed 30%, +25% per round
     assert m["map50_95"].between(0, 1).all() and m["map50"].between(0, 1).all()
-    assert (m["train_seconds"] > 0).all()
+    # mix's first round is random's training (same seed set, recipe and seed), copied, not trained again
+    reused = (m.strategy == "mix") & (m["round"] == 1)
+    assert (m.loc[~reused, "train_seconds"] > 0).all() and (m.loc[reused, "train_seconds"] == 0).all()
+    assert m.loc[m["round"] == 1, "map50_95"].nunique() == 1
+    run_seed = root / "runs" / "tiny" / "seed0"
+    weights = [run_seed / s / "round1" / "weights" / "last.pt" for s in ("random", "mix")]
+    assert weights[0].read_bytes() == weights[1].read_bytes()
     mix = m[m.strategy == "mix"].iloc[0]
     assert 0 < mix["scored_images"] <= round(0.2 * 34) + 1  # only the random subset was scored
     run = root / "runs" / "tiny"

@@ -182,11 +182,12 @@ def run_study(cfg: Config, *, backend=None, quiet: bool = False, report: bool = 
     if BASELINE not in cfg.strategies:
         raise DetalError(f"strategies: {list(cfg.strategies)} has no '{BASELINE}' arm to compare against; add it")
     arms = [a for _, a in study_arms(cfg, variants)]
+    shared = cfg.output_dir / cfg.experiment / "shared"  # every arm's first round is one training per seed
     busy: list[str] = []
     if jobs <= 1:
         for arm in arms:
             try:
-                run_experiment(arm, quiet=quiet, backend=backend)
+                run_experiment(arm, quiet=quiet, backend=backend, shared_dir=shared)
             except BusyError as exc:
                 busy.append(str(exc))
     else:
@@ -201,7 +202,7 @@ def run_study(cfg: Config, *, backend=None, quiet: bool = False, report: bool = 
         name = getattr(backend, "__name__", backend)  # a module does not pickle; its import name does
         # spawn: a fresh interpreter per worker (fork would copy torch's thread pools and locks)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_experiment, a, quiet=quiet, backend=name) for a in arms]
+            futures = [pool.submit(run_experiment, a, quiet=quiet, backend=name, shared_dir=shared) for a in arms]
             for f in as_completed(futures):
                 exc = f.exception()
                 if isinstance(exc, BusyError):
