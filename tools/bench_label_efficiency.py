@@ -59,6 +59,7 @@ repeats, medians: where does a round's time go?
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import statistics
@@ -442,13 +443,16 @@ def profile_round(cfg: Config, variants: list[str], labelled: int, epochs: int, 
         __import__("os").cpu_count() if cfg.model.workers == 0 else None)
     clock = _Clock()
     clock.install()
+    train_mod = importlib.import_module("detal.detector.train")  # the module (detal.detector.train is a function)
+    save_every = train_mod.SAVE_EVERY
     parsed = [_parse_variant(v) for v in variants]
     results: dict[str, list[dict]] = {n: [] for n, _ in parsed}
     for rep in range(repeats):
         for name, extra in parsed:
             args = {**dict(cfg.model.train_args), **extra}
-            arch = args.pop("arch", cfg.model.arch)  # not train() settings: the model, and torch threads
-            n_threads = args.pop("threads", threads)
+            arch = args.pop("arch", cfg.model.arch)  # not train() settings: the model, torch threads, and
+            n_threads = args.pop("threads", threads)  # epochs between checkpoints (1 = stock Ultralytics)
+            train_mod.SAVE_EVERY = int(args.pop("save_every", save_every))
             rd = out_dir / f"{name}-{rep}"
             t0 = time.perf_counter()
             tr = detector.train(arch, data_yaml, epochs, rd, imgsz=cfg.model.imgsz, batch=cfg.model.batch,
@@ -482,6 +486,7 @@ def profile_round(cfg: Config, variants: list[str], labelled: int, epochs: int, 
                                       for r in results[n]) for n, _ in parsed}
     lines.append("per epoch (compute + data + save + other): " + ", ".join(f"{n} {v:.2f} s" for n, v in per_epoch.items()))
     (out_dir / "profile.json").write_text(json.dumps(results, indent=1))
+    train_mod.SAVE_EVERY = save_every
     return lines
 
 
@@ -507,8 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("profiling one round (--profile)")
     g.add_argument("--profile", action="store_true", help="time one round per --variant instead of running the study")
     g.add_argument("--variant", action="append", default=[], metavar="NAME=KEY:VALUE,...",
-                   help="train_args added to the config's, e.g. ram=cache:ram (default: base=); two keys are "
-                        "not train_args: arch:<yaml or .pt> (model.arch) and threads:<n> (training threads)")
+                   help="train_args added to the config's, e.g. ram=cache:ram (default: base=); three keys are "
+                        "not train_args: arch:<yaml or .pt> (model.arch), threads:<n> (training threads) and "
+                        "save_every:<n> (epochs between checkpoints; 1 = stock Ultralytics)")
     g.add_argument("--labelled", type=int, default=400, help="labelled images trained on (default 400)")
     g.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
     g.add_argument("--repeats", type=int, default=3, help="interleaved repeats per variant (default 3)")

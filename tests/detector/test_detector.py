@@ -125,6 +125,34 @@ def test_warm_start_is_deterministic_and_reports_epochs(tiny, tmp_path):
     assert diff == []
 
 
+def test_checkpoints_are_thinned_without_changing_the_training(tiny, tmp_path, monkeypatch):
+    """last.pt after the first epoch, every SAVE_EVERY-th and the final one only; weights bit-identical to saving
+    after every epoch (stock Ultralytics)."""
+    import importlib
+
+    import torch
+
+    train_mod = importlib.import_module("detal.detector.train")  # the module: `detal.detector.train` is also a function
+
+    def run(name, save_every):
+        monkeypatch.setattr(train_mod, "SAVE_EVERY", save_every)
+        last = tmp_path / name / "weights" / "last.pt"
+        seen = []  # at each epoch's end (before that epoch's save): the epoch of the checkpoint on disk
+
+        def on_epoch(e, n, stats):
+            seen.append(torch.load(last, map_location="cpu", weights_only=False)["epoch"] if last.exists() else None)
+
+        res = train(tiny.weights, tiny.data.data_yaml, 7, tmp_path / name, imgsz=IMGSZ, batch=8, seed=1,
+                    on_epoch=on_epoch)
+        return seen, torch.load(res.weights, map_location="cpu", weights_only=False)["model"].float().state_dict()
+
+    thinned, a = run("thinned", 3)
+    stock, b = run("stock", 1)
+    assert thinned == [None, 0, 0, 2, 2, 2, 5]  # saved after epochs 1, 3, 6 (and 7, the final one)
+    assert stock == [None, 0, 1, 2, 3, 4, 5]
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
 # --- the scorer -----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("batch", [4, 32])
