@@ -70,6 +70,7 @@ class Arm:
     experiment: str = ""
     live: bool = False  # a live project: rounds go on, there is no "of N"
     shared_dir: Path | None = None  # trainings from scratch shared with the other arms of the seed (shared_training)
+    name: str = ""  # what progress lines call the arm (a study's variant arm: its name); default the strategy
 
     def label(self, r: int) -> str:
         return f"{self.tag} round {r}" + ("" if self.live else f"/{self.cfg.schedule.rounds}")
@@ -79,7 +80,7 @@ class Arm:
 
     @property
     def tag(self) -> str:
-        return f"[seed {self.seed} | {self.strategy}]"
+        return f"[seed {self.seed} | {self.name or self.strategy}]"
 
     @property
     def threads(self) -> int | None:

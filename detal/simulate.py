@@ -168,11 +168,12 @@ def _pool_classes(cfg: Config, ds: Dataset) -> list[dict]:
 
 
 def run_arm(cfg: Config, ds: Dataset, keys: tuple[str, ...], seed: int, strategy: str, *, backend, annotator: Annotator,
-            device: str, progress: Progress, shared_dir: Path | None = None) -> None:
+            device: str, progress: Progress, shared_dir: Path | None = None, name: str = "") -> None:
     """All rounds of one (seed, strategy) arm, resuming from its saved state when there is one."""
     arm_dir = cfg.run_dir / f"seed{seed}" / strategy
     arm = Arm(cfg, strategy, seed, ds.train, keys, ds.val, ds.names, backend, annotator, device,
-              LabelStore(arm_dir / "labels", ds.nc), arm_dir, progress, cfg.experiment, shared_dir=shared_dir)
+              LabelStore(arm_dir / "labels", ds.nc), arm_dir, progress, cfg.experiment, shared_dir=shared_dir,
+              name=name)
     state_path = arm_dir / "state.json"
     if state_path.exists():
         state = ArmState.load(state_path)
@@ -202,20 +203,21 @@ def run_arm(cfg: Config, ds: Dataset, keys: tuple[str, ...], seed: int, strategy
 
 
 def run_experiment(cfg: Config, *, quiet: bool = False, overwrite: bool = False, backend=None,
-                   annotator: Annotator | None = None, shared_dir: Path | None = None) -> Path:
+                   annotator: Annotator | None = None, shared_dir: Path | None = None, name: str = "") -> Path:
     """Run (or resume) every arm of every seed; returns the run folder holding the tables and the report.
 
     backend: the detector module (default `detal.detector`), or its import name (picklable, for a
     run in another process). shared_dir: where arms leave the trainings from scratch they share
     (detal.shared_training; default <run folder>/shared; a study passes one folder for all its arms).
+    name: what progress lines call the arms (a study's variant arm runs its strategy under its own name).
     """
     with run_lock(cfg):
         return _run_experiment(cfg, quiet=quiet, overwrite=overwrite, backend=backend, annotator=annotator,
-                               shared_dir=shared_dir)
+                               shared_dir=shared_dir, name=name)
 
 
 def _run_experiment(cfg: Config, *, quiet: bool, overwrite: bool, backend, annotator: Annotator | None,
-                    shared_dir: Path | None) -> Path:
+                    shared_dir: Path | None, name: str = "") -> Path:
     progress = Progress(quiet)
     ds = prepare_dataset(cfg, progress)
     if backend is None:
@@ -236,7 +238,7 @@ def _run_experiment(cfg: Config, *, quiet: bool, overwrite: bool, backend, annot
     for seed in cfg.seeds:
         for strategy in cfg.strategies:
             run_arm(cfg, ds, keys, seed, strategy, backend=backend, annotator=annotator, device=device,
-                    progress=progress, shared_dir=shared_dir or cfg.run_dir / "shared")
+                    progress=progress, shared_dir=shared_dir or cfg.run_dir / "shared", name=name)
     from detal.report import write_report
 
     report = write_report(cfg.run_dir)

@@ -214,14 +214,18 @@ def _study_yaml(cfg, path: Path) -> Path:
     return path
 
 
-def test_variant_arm_is_paired_with_the_studys_random_arms(study, tmp_path):
+def test_variant_arm_is_paired_with_the_studys_random_arms(study, tmp_path, capsys):
     cfg, df = study
     path = _study_yaml(cfg, tmp_path / "study.yaml")
     v = bench.parse_variant_arm("mean=entropy:scoring.reduction=mean,scoring.empty=max", path, [], cfg.strategies)
     assert (v.name, v.strategy, v.cfg.strategies) == ("mean", "entropy", ("entropy",))
     assert v.cfg.scoring.reduction == "mean" and v.cfg.scoring.empty == "max"
     trained = fake_backend.calls["train"]
-    both = bench.run_study(cfg, backend=fake_backend, quiet=True, report=False, variants=[v])
+    capsys.readouterr()
+    both = bench.run_study(cfg, backend=fake_backend, quiet=False, report=False, variants=[v])
+    err = capsys.readouterr().err
+    assert "[seed 0 | mean] round 2/3: training" in err  # progress lines name the variant, not its strategy
+    assert "[seed 0 | entropy] round" not in err and "[seed 0 | entropy] already finished" in err
     # the variant's arms only (random, entropy, mix are done); their first rounds are reused from those arms
     assert fake_backend.calls["train"] == trained + 2 * 2
     assert (cfg.output_dir / "le" / "arms" / "mean-seed0" / "le" / "metrics.csv").is_file()

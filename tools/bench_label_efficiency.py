@@ -182,13 +182,16 @@ def run_study(cfg: Config, *, backend=None, quiet: bool = False, report: bool = 
 
     if BASELINE not in cfg.strategies:
         raise DetalError(f"strategies: {list(cfg.strategies)} has no '{BASELINE}' arm to compare against; add it")
-    arms = [a for _, a in study_arms(cfg, variants)]
+    named = study_arms(cfg, variants)
+    arms = [a for _, a in named]
+    # a variant arm's progress lines carry its name, not its strategy's
+    names = ["" if n == a.strategies[0] else n for n, a in named]
     shared = cfg.output_dir / cfg.experiment / "shared"  # every arm's first round is one training per seed
     busy: list[str] = []
     if jobs <= 1:
-        for arm in arms:
+        for arm, name in zip(arms, names):
             try:
-                run_experiment(arm, quiet=quiet, backend=backend, shared_dir=shared)
+                run_experiment(arm, quiet=quiet, backend=backend, shared_dir=shared, name=name)
             except BusyError as exc:
                 busy.append(str(exc))
     else:
@@ -200,10 +203,11 @@ def run_study(cfg: Config, *, backend=None, quiet: bool = False, report: bool = 
 
         prepare_dataset(cfg, Progress(quiet))  # generate the data once, before the arms race to do it
         arms = [parallel_threads(a, jobs) for a in arms]
-        name = getattr(backend, "__name__", backend)  # a module does not pickle; its import name does
+        backend_name = getattr(backend, "__name__", backend)  # a module does not pickle; its import name does
         # spawn: a fresh interpreter per worker (fork would copy torch's thread pools and locks)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_experiment, a, quiet=quiet, backend=name, shared_dir=shared) for a in arms]
+            futures = [pool.submit(run_experiment, a, quiet=quiet, backend=backend_name, shared_dir=shared, name=n)
+                       for a, n in zip(arms, names)]
             for f in as_completed(futures):
                 exc = f.exception()
                 if isinstance(exc, BusyError):
