@@ -92,6 +92,11 @@ class SelectionConfig(_Model):
     min_subset_factor: float = Field(5.0, ge=1)  # entropy_wide / mix_wide only: subset >= this x ranked images
 
 
+# Where and how fast a run goes, not what the experiment is: a run started on CPU may resume on a GPU,
+# and a training shared between arms (detal.shared_training) does not depend on them.
+NOT_THE_EXPERIMENT = {"model": ("device", "workers", "threads"), "scoring": ("workers",)}
+
+
 class ScoringConfig(_Model):
     measure: str = "entropy"
     reduction: str = "sum"

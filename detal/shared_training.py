@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from detal.config import Config
+from detal.config import NOT_THE_EXPERIMENT, Config
 from detal.lock import waiting
 
-# where and how fast it runs, and warm_start (a training from scratch has nothing to start from), are not
-# what the training is
-_NOT_READ = ("device", "workers", "threads", "warm_start")
+# warm_start is not read either: a training from scratch has nothing to start from
+_NOT_READ = (*NOT_THE_EXPERIMENT["model"], "warm_start")
 _ARM_OWN = ("data.yaml", "data_train.txt", "data_val.txt")  # written by the arm itself before training
 _DONE = "shared.json"
 

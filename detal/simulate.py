@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from detal.annotate import Annotator, GroundTruthOracle
-from detal.config import Config
+from detal.config import NOT_THE_EXPERIMENT, Config
 from detal.data import Dataset, atomic_write_text, label_path, load_dataset, read_labels
 from detal.errors import DetalError
 from detal.labels import LabelStore, image_key
@@ -45,15 +45,13 @@ def append_rows(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
     atomic_write_text(path, old + new)
 
 
-# where and how fast it runs is not what the experiment is: a run started on CPU may resume on a GPU
-_NOT_THE_EXPERIMENT = {"model": ("device", "workers", "threads"), "scoring": ("workers",)}
 # sections only the other driver reads (the scheduled job on a live project)
 _OTHER_DRIVER = ("cycle",)
 
 
 def _fingerprint(doc: dict) -> str:
     doc = {k: dict(v) if isinstance(v, dict) else v for k, v in doc.items() if k not in _OTHER_DRIVER}
-    for section, keys in _NOT_THE_EXPERIMENT.items():
+    for section, keys in NOT_THE_EXPERIMENT.items():
         for k in keys:
             doc.get(section, {}).pop(k, None)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

@@ -18,6 +18,7 @@ trained again.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import sys
@@ -36,7 +37,8 @@ from detal.errors import DetalError  # noqa: E402
 from detal.report import stats  # noqa: E402
 
 
-def _harness():
+@functools.lru_cache(maxsize=1)
+def _harness():  # loaded once: it is a script beside this one, not a package module
     spec = importlib.util.spec_from_file_location("bench_label_efficiency", ROOT / "tools" / "bench_label_efficiency.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(spec.name, mod)
