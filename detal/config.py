@@ -90,6 +90,18 @@ class SelectionConfig(_Model):
     candidate_factor: float = Field(3.0, ge=1)
     class_balance: float = Field(0.0, ge=0)
     min_subset_factor: float = Field(5.0, ge=1)  # entropy_wide / mix_wide only: subset >= this x ranked images
+    # the strategy of the first selection (after training on the seed set), when the model is weakest;
+    # None: the arm's own strategy in every round
+    first_round: str | None = None
+
+    @field_validator("first_round")
+    @classmethod
+    def _first_round(cls, v: str | None) -> str | None:
+        if v is not None:
+            from detal.acquisition.selection import STRATEGIES
+
+            lookup(STRATEGIES, v, "strategy")
+        return v
 
 
 # Where and how fast a run goes, not what the experiment is: a run started on CPU may resume on a GPU,

@@ -189,14 +189,20 @@ def train_and_evaluate(arm: Arm, state: ArmState, r: int, round_dir: Path):
     return tr, ev, labelled, n_boxes, time.perf_counter() - t0
 
 
+def round_strategy(cfg, strategy: str, r: int) -> str:
+    """The strategy that selects after round r: `selection.first_round` (when set) after round 1, else the arm's."""
+    return cfg.selection.first_round if r == 1 and cfg.selection.first_round else strategy
+
+
 def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
-           labelled: list[str]) -> tuple[Selection, ScoringPass | None]:
-    """Score what the strategy asks for and select the next batch from the pool."""
+           labelled: list[str], r: int) -> tuple[Selection, ScoringPass | None]:
+    """Score what the round's strategy asks for and select the next batch from the pool."""
     cfg = arm.cfg
+    name = round_strategy(cfg, arm.strategy, r)
     taken = state.taken()  # once: a set per key would make this quadratic in the pool
     pool_ids = np.array([i for i, k in enumerate(arm.keys) if k not in taken], dtype=np.int64)
     budget = min(max(1, round(cfg.schedule.select_fraction * len(arm.images))), pool_ids.size)
-    spec = strategy_spec(arm.strategy)
+    spec = strategy_spec(name)
     scoring = None
     if spec.scores or arm.annotator.needs_predictions:
         scorer = make_scorer(cfg, weights, device=arm.device, features=spec.features, backend=arm.backend)
@@ -204,7 +210,7 @@ def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
         if spec.scores and cfg.scoring.calibration == "difficulty":
             scoring.class_weights = _difficulty_weights(arm, scorer, labelled)
     counts = state.class_counts(labelled, len(arm.names)) if cfg.selection.class_balance > 0 else None
-    sel = select(arm.strategy, pool_ids, budget, rng, scoring or _no_scoring, cfg.selection, counts)
+    sel = select(name, pool_ids, budget, rng, scoring or _no_scoring, cfg.selection, counts)
     return sel, scoring
 
 
@@ -256,7 +262,7 @@ def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
     pool_left = len(state.pool(arm.keys))
     if not last and pool_left:
         t0 = time.perf_counter()
-        sel, scoring = choose(arm, state, tr.weights, rng, labelled)
+        sel, scoring = choose(arm, state, tr.weights, rng, labelled, r)
         row["select_seconds"] = round(time.perf_counter() - t0, 3)
         row["scored_images"] = scoring.n_scored if scoring is not None else 0
         images = [arm.images[int(i)] for i in sel.ids]
@@ -277,8 +283,9 @@ def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
             for name, rows in (("scores.csv", scoring.audit_images), ("scores_boxes.csv", scoring.audit_boxes)):
                 atomic_write_text(round_dir / name, pd.DataFrame(rows).to_csv(index=False))
         collected.append(collect(arm, state))
-        arm.progress.line(f"{arm.label(r)}: selected {sel.ids.size} images "
-                          f"(scored {row['scored_images']}, {row['select_seconds']:.1f} s)")
+        by = round_strategy(arm.cfg, arm.strategy, r)
+        arm.progress.line(f"{arm.label(r)}: selected {sel.ids.size} images" + (f" by {by}" if by != arm.strategy else "")
+                          + f" (scored {row['scored_images']}, {row['select_seconds']:.1f} s)")
     for c in collected:
         for k in BOX_EFFORT_KEYS:
             row[k] += int(c.annotations.effort.get(k, 0))

@@ -31,6 +31,8 @@ def test_every_key_has_a_type_comment(path):
     ({"data": "d.yaml", "model": {"archh": "x"}}, r"model\.archh: unknown key; did you mean 'arch'\?"),
     ({"data": "d.yaml", "strategies": ["random", "mixx"]}, r"unknown strategy 'mixx'.*Did you mean 'mix'"),
     ({"data": "d.yaml", "scoring": {"reduction": "avg"}}, r"scoring\.reduction: unknown reduction 'avg'"),
+    ({"data": "d.yaml", "selection": {"first_round": "corset"}},
+     r"selection\.first_round: unknown strategy 'corset'.*Did you mean 'coreset'"),
     ({"data": "d.yaml", "scoring": {"calibration": "temp"}}, r"scoring\.calibration: Input should be 'none' or 'difficulty'"),
     ({"data": "d.yaml", "schedule": {"seed_fraction": 1.5}}, r"schedule\.seed_fraction: .*less than or equal to 1"),
     ({"data": "d.yaml", "schedule": {"epochs_per_round": 20, "total_epochs": 10}}, r"total_epochs \(10\) must be >= epochs_per_round"),

@@ -106,3 +106,17 @@ def test_difficulty_calibration_weights_each_box_by_its_class_difficulty(data_ya
     weighted = image_scores(probs, class_weights=difficulty_weights(d), **kw)
     np.testing.assert_allclose(sel["score"], weighted, rtol=1e-6)  # what ranked the pool is the weighted score
     assert not np.allclose(weighted, image_scores(probs, **kw))
+
+
+def test_first_round_strategy_selects_only_after_round_one(data_yaml, tmp_path, capsys):
+    sched = {"seed_fraction": 0.1, "select_fraction": 0.1, "epochs_per_round": 1, "total_epochs": 4}
+    cfg = _cfg(data_yaml, tmp_path / "first", strategies=["entropy_wide"], selection={"first_round": "coreset"},
+               schedule=sched)
+    sel = pd.read_csv(run_experiment(cfg, quiet=False, backend=fake_backend) / "selections.csv")
+    by_round = sel.groupby("round")["source"].agg(set).to_dict()
+    assert by_round == {1: {"diversity"}, 2: {"uncertainty"}, 3: {"uncertainty"}}  # coreset once, then the arm's
+    err = capsys.readouterr().err
+    assert "round 1/4: selected 4 images by coreset (scored" in err and "round 2/4: selected 4 images (scored" in err
+    plain = _cfg(data_yaml, tmp_path / "plain", strategies=["entropy_wide"], schedule=sched)
+    base = pd.read_csv(run_experiment(plain, quiet=True, backend=fake_backend) / "selections.csv")
+    assert set(sel.query("round == 1").image) != set(base.query("round == 1").image)

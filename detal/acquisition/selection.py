@@ -19,6 +19,11 @@ Strategies (`STRATEGIES`):
   features (`Scored.features`): start from the most uncertain candidate, repeatedly add the candidate
   farthest from everything chosen (ties -> more uncertain). One batch then spans feature space
   instead of holding twenty near-identical frames. Scoring cost equals `entropy`'s.
+- `coreset`: diversity without uncertainty (the issue's "diversity-only" cold start): k-center greedy
+  on the L2-normalised features of a random subset of at least `min_subset_factor` x the budget,
+  starting from a random image of it. Scores are computed (one pass gives features and scores) and
+  reported, never used to rank. Meant for the first selection, when the model is weakest
+  (`SelectionConfig.first_round: coreset`), but it runs in any round.
 - `recommended`: an alias of the rule the label-efficiency study supports (`RECOMMENDED`, below).
 - `entropy_wide`, `mix_wide`: `entropy` and `mix` with a minimum subset size (issue 11's "subset
   degeneracy"): the scored random subset holds at least `ceil(min_subset_factor * k)` images, k the
@@ -138,7 +143,7 @@ def _score(score_fn: ScoreFn, ids: np.ndarray, params: _Params, need_features: b
     if need_features:
         if res.features is None:
             raise ValueError(
-                "strategy 'diverse' needs image features: the scoring callback returned Scored.features=None "
+                "this strategy needs image features: the scoring callback returned Scored.features=None "
                 "(enable feature pooling in the scorer)"
             )
         feats = np.asarray(res.features, dtype=np.float64)
@@ -245,6 +250,14 @@ def select_diverse(pool, budget, rng, score_fn, params) -> Selection:
     return Selection(sub[pick], scores[pick], ("diversity",) * budget, len(sub))
 
 
+def select_coreset(pool, budget, rng, score_fn, params) -> Selection:
+    sub = _subset(pool, budget, rng, params, wide=True)
+    scores, feats = _score(score_fn, sub, params, need_features=True)
+    order = np.roll(np.arange(len(sub)), -int(rng.integers(len(sub))))  # k-center starts at order[0]: random
+    pick = order[k_center_greedy(_l2_normalise(feats[order]), budget)]
+    return Selection(sub[pick], scores[pick], ("diversity",) * budget, len(sub))
+
+
 @dataclass(frozen=True)
 class Strategy:
     """A registered strategy and what it needs from the scoring callback, so the round never asks its name."""
@@ -262,6 +275,7 @@ STRATEGIES: dict[str, Strategy] = {
     "diverse": Strategy(select_diverse, features=True),
     "entropy_wide": Strategy(partial(select_entropy, wide=True)),
     "mix_wide": Strategy(partial(select_mix, wide=True), random_share=True),
+    "coreset": Strategy(select_coreset, features=True),
 }
 
 

@@ -256,6 +256,34 @@ def test_diverse_without_features_is_a_clear_error():
         run("diverse", np.arange(50), 5, 0, scorer=FakeScorer(features=False))
 
 
+# ---------------------------------------------------------------- coreset
+
+
+def test_coreset_covers_every_cluster_and_ignores_uncertainty():
+    scorer, pool, cluster = clustered_scorer()  # cluster 0 is by far the most uncertain
+    params = SelectionConfig(subset_fraction=1.0)
+    starts = set()
+    for seed in range(6):
+        sel, _ = run("coreset", pool, 5, seed, params, scorer)
+        assert sorted(cluster[sel.ids].tolist()) == [0, 1, 2, 3, 4]  # one per cluster, whatever the scores
+        assert sel.sources == ("diversity",) * 5
+        np.testing.assert_array_equal(sel.scores, scorer.scores[sel.ids])  # reported, not used to rank
+        starts.add(int(cluster[sel.ids[0]]))
+    assert len(starts) > 1  # the first centre is a random image, not the most uncertain one
+
+
+def test_coreset_scores_a_wide_random_subset():
+    pool = np.arange(UNIVERSE)
+    sel, scorer = run("coreset", pool, 10, 0, SelectionConfig(subset_fraction=0.05, min_subset_factor=6.0))
+    assert sel.n_scored == 60 == len(scorer.seen)  # max(6 x 10, 5% of 300 = 15)
+    assert np.isin(sel.ids, scorer.seen).all()
+
+
+def test_coreset_without_features_is_a_clear_error():
+    with pytest.raises(ValueError, match="needs image features.*features=None"):
+        run("coreset", np.arange(50), 5, 0, scorer=FakeScorer(features=False))
+
+
 def naive_k_center(x, k):
     chosen = [0]
     while len(chosen) < min(k, len(x)):
@@ -336,7 +364,7 @@ def _one_line(excinfo):
 
 
 def test_unknown_strategy_lists_valid_names_and_suggests():
-    with pytest.raises(ConfigError, match=r"unknown selection strategy 'entrop'; valid: diverse, entropy, entropy_wide, mix, mix_wide, random, recommended\. Did you mean 'entropy'\?") as e:
+    with pytest.raises(ConfigError, match=r"unknown selection strategy 'entrop'; valid: coreset, diverse, entropy, entropy_wide, mix, mix_wide, random, recommended\. Did you mean 'entropy'\?") as e:
         run("entrop", np.arange(10), 2, 0)
     assert isinstance(e.value, ValueError)
 
