@@ -135,8 +135,20 @@ def test_combined_report_and_time_split(study):
     html = bench.write_report(dirs, out=cfg.output_dir / "le" / "report", labels=labels)
     assert html.is_file() and "mix" in html.read_text()
     t = bench.time_split(df)
-    assert list(t.columns) == ["train_seconds", "eval_seconds", "select_seconds"]
+    assert list(t.columns) == ["train_seconds", "eval_seconds", "select_seconds", "reused"]
     assert isinstance(t, pd.DataFrame) and set(t.index) == {"random", "entropy", "mix"}
+    # random runs first in each seed and trains the shared first round; the others reuse it (0 s recorded),
+    # which counts as reused, not as a 0 s training pulling the mean down
+    seeds = df["seed"].nunique()
+    assert t["reused"].to_dict() == {"random": 0, "entropy": seeds, "mix": seeds}
+    assert (df.query("strategy != 'random' and round == 1")["train_seconds"] == 0).all()
+    hand = pd.DataFrame({"strategy": ["random", "random", "entropy", "entropy"], "train_seconds": [10.0, 30.0, 0.0, 30.0],
+                         "eval_seconds": [1.0, 3.0, 1.0, 3.0], "select_seconds": [0.0, 0.0, 2.0, 4.0]})
+    t = bench.time_split(hand)
+    assert t.loc["random"].tolist() == [20.0, 2.0, 0.0, 0] and t.loc["entropy"].tolist() == [30.0, 2.0, 3.0, 1]
+    text = "\n".join(bench.format_study(df.assign(train_seconds=30.0 * (df["train_seconds"] > 0)), "d"))
+    assert re.search(rf"^\s+entropy\s+30\.0\s+\S+\s+\S+\s+\({seeds} first rounds reused\)$", text, re.M)
+    assert re.search(r"^\s+random\s+30\.0\s+\S+\s+\S+$", text, re.M)
 
 
 def test_parallel_arms_give_the_same_tables_as_one_at_a_time(data_yaml, tmp_path):

@@ -305,9 +305,19 @@ def study_rows(df: pd.DataFrame) -> list[dict]:
 
 
 def time_split(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean seconds per round by strategy: training, evaluation, scoring + selection."""
+    """Mean seconds per round by strategy: training, evaluation, scoring + selection, and `reused`.
+
+    A first round reused from another arm of its seed (detal.shared_training) records 0 s of training:
+    it is counted in `reused`, and the training mean is over the rounds the arm trained itself, so that
+    it stays the cost of a round whatever the arms' order.
+    """
     cols = ["train_seconds", "eval_seconds", "select_seconds"]
-    return df.groupby("strategy")[cols].mean().round(1)
+    g = df.groupby("strategy")
+    out = g[cols].mean()
+    own = df["train_seconds"] > 0
+    out["train_seconds"] = df[own].groupby("strategy")["train_seconds"].mean().reindex(out.index)
+    out["reused"] = (~own).groupby(df["strategy"]).sum().astype(int)
+    return out.round(1)
 
 
 def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None, strategies=None) -> list[str]:
@@ -338,9 +348,12 @@ def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None, st
         auc_sd = "" if math.isnan(r["auc_sd"]) else f" ({r['auc_sd']:.3f})"
         lines.append(f"{r['strategy']:<{w}} {r['seeds']:>5} {r['round']:>5} {r['images']:>6} {r['boxes']:>6} "
                      f"{(_num(r['map']) + sd):>15} {(_num(r['auc']) + auc_sd):>13} {diff:>26} {ims:>24} {bxs:>24}")
-    lines += ["", "mean seconds per round (train / eval / score+select):"]
+    lines += ["", "mean seconds per round (train / eval / score+select; train over the rounds an arm trained, "
+                  "not the first rounds it reused from another arm of its seed):"]
     for s, t in time_split(df).iterrows():
-        lines.append(f"  {s:<{w}} {t['train_seconds']:7.1f} {t['eval_seconds']:6.1f} {t['select_seconds']:6.1f}")
+        reused = f"   ({int(t['reused'])} first rounds reused)" if t["reused"] else ""
+        lines.append(f"  {s:<{w}} {t['train_seconds']:7.1f} {t['eval_seconds']:6.1f} {t['select_seconds']:6.1f}"
+                     + reused)
     name = headline_strategy(list(strategies or [r["strategy"] for r in rows]), headline)
     hit = next((r for r in rows if r["strategy"] == name and r["cmp"] is not None), None)
     if hit is None:
