@@ -151,6 +151,15 @@ def test_combined_report_and_time_split(study):
     assert re.search(r"^\s+random\s+30\.0\s+\S+\s+\S+$", text, re.M)
 
 
+def test_parallel_order_starts_different_seeds_together(data_yaml, tmp_path):
+    cfg = _cfg(data_yaml, tmp_path, seeds=(0, 1, 2), strategies=("random", "entropy", "mix"))
+    named = bench.study_arms(cfg)
+    order = [(n, a.seeds[0]) for n, a in bench.parallel_order(named)]
+    assert order[:4] == [("random", 0), ("random", 1), ("random", 2), ("entropy", 0)]
+    assert sorted(order) == sorted((n, a.seeds[0]) for n, a in named)  # the same arms, each once
+    assert bench.parallel_order([]) == []
+
+
 def test_parallel_arms_give_the_same_tables_as_one_at_a_time(data_yaml, tmp_path):
     # --jobs 2: arms in two spawned processes (backend passed by import name); same numbers as serial
     cfg = _cfg(data_yaml, tmp_path / "serial", seeds=(0, 1), strategies=("random", "entropy_wide"))
