@@ -195,10 +195,9 @@ def round_strategy(cfg, strategy: str, r: int) -> str:
 
 
 def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
-           labelled: list[str], r: int) -> tuple[Selection, ScoringPass | None]:
-    """Score what the round's strategy asks for and select the next batch from the pool."""
+           labelled: list[str], name: str) -> tuple[Selection, ScoringPass | None]:
+    """Score what strategy `name` (the round's: `round_strategy`) asks for and select the next batch."""
     cfg = arm.cfg
-    name = round_strategy(cfg, arm.strategy, r)
     taken = state.taken()  # once: a set per key would make this quadratic in the pool
     pool_ids = np.array([i for i, k in enumerate(arm.keys) if k not in taken], dtype=np.int64)
     budget = min(max(1, round(cfg.schedule.select_fraction * len(arm.images))), pool_ids.size)
@@ -262,7 +261,8 @@ def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
     pool_left = len(state.pool(arm.keys))
     if not last and pool_left:
         t0 = time.perf_counter()
-        sel, scoring = choose(arm, state, tr.weights, rng, labelled, r)
+        by = round_strategy(arm.cfg, arm.strategy, r)
+        sel, scoring = choose(arm, state, tr.weights, rng, labelled, by)
         row["select_seconds"] = round(time.perf_counter() - t0, 3)
         row["scored_images"] = scoring.n_scored if scoring is not None else 0
         images = [arm.images[int(i)] for i in sel.ids]
@@ -283,7 +283,6 @@ def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
             for name, rows in (("scores.csv", scoring.audit_images), ("scores_boxes.csv", scoring.audit_boxes)):
                 atomic_write_text(round_dir / name, pd.DataFrame(rows).to_csv(index=False))
         collected.append(collect(arm, state))
-        by = round_strategy(arm.cfg, arm.strategy, r)
         arm.progress.line(f"{arm.label(r)}: selected {sel.ids.size} images" + (f" by {by}" if by != arm.strategy else "")
                           + f" (scored {row['scored_images']}, {row['select_seconds']:.1f} s)")
     for c in collected:
