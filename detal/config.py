@@ -119,7 +119,7 @@ class ScoringConfig(_Model):
     batch: int = Field(32, ge=1)
     workers: int = Field(2, ge=0)
     audit: bool = False
-    calibration: Literal["none", "difficulty"] = "none"
+    calibration: Literal["none", "difficulty", "temperature"] = "none"
 
     @field_validator("measure")
     @classmethod
@@ -136,6 +136,13 @@ class ScoringConfig(_Model):
 
         lookup(REDUCTIONS, v, "reduction")
         return v
+
+    @model_validator(mode="after")
+    def _calibration(self):
+        if self.calibration == "temperature" and self.measure == "flip":
+            raise ValueError("calibration temperature rescales class scores, and measure flip is not computed "
+                             "from them; use calibration none or difficulty with flip")
+        return self
 
 
 class PrelabelConfig(_Model):

@@ -208,23 +208,39 @@ def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
         scoring = ScoringPass(scorer, arm.images, cfg.scoring, arm.names, audit=cfg.scoring.audit)
         if spec.scores and cfg.scoring.calibration == "difficulty":
             scoring.class_weights = _difficulty_weights(arm, scorer, labelled)
+        elif spec.scores and cfg.scoring.calibration == "temperature":
+            scoring.temperature = _temperature(arm, scorer, labelled)
     counts = state.class_counts(labelled, len(arm.names)) if cfg.selection.class_balance > 0 else None
     sel = select(name, pool_ids, budget, rng, scoring or _no_scoring, cfg.selection, counts)
     return sel, scoring
 
 
+def _labelled_set(arm: Arm, labelled: list[str]) -> tuple[list[Path], list[np.ndarray]]:
+    """The labelled images and their labels of record, for a calibration on the labelled set."""
+    from detal.data import read_labels
+
+    return ([arm.store.image(k) for k in labelled],
+            [read_labels(arm.store.label_file(k), len(arm.names)) for k in labelled])
+
+
 def _difficulty_weights(arm: Arm, scorer, labelled: list[str]) -> np.ndarray:
     """Per-class box weights from the model's difficulty on the labelled set (scoring.calibration)."""
     from detal.acquisition.uncertainty import difficulty_weights
-    from detal.data import read_labels
     from detal.scoring import labelled_difficulty
 
-    nc = len(arm.names)
-    d = labelled_difficulty(scorer, [arm.store.image(k) for k in labelled],
-                            [read_labels(arm.store.label_file(k), nc) for k in labelled], nc, arm.cfg.scoring.conf)
+    d = labelled_difficulty(scorer, *_labelled_set(arm, labelled), len(arm.names), arm.cfg.scoring.conf)
     arm.progress.line(f"{arm.tag} class difficulty on the labelled set: "
                       + ", ".join(f"{n} {v:.2f}" for n, v in zip(arm.names, d)))
     return difficulty_weights(d)
+
+
+def _temperature(arm: Arm, scorer, labelled: list[str]) -> float:
+    """The temperature of the model's class scores fitted on the labelled set (scoring.calibration)."""
+    from detal.scoring import labelled_temperature
+
+    t, n = labelled_temperature(scorer, *_labelled_set(arm, labelled), len(arm.names), arm.cfg.scoring.conf)
+    arm.progress.line(f"{arm.tag} temperature on the labelled set: {t:.3f} (fitted on {n} predicted boxes)")
+    return t
 
 
 def _no_scoring(ids):

@@ -24,12 +24,12 @@ UNREADABLE_SCORE = -1.0
 FLIP = "flip"  # the measure computed by the scorer from a second, flipped prediction (Prediction.flip)
 
 
-def _box_values(p: Prediction, sc: ScoringConfig) -> np.ndarray:
-    """Per-box scores of one prediction under the configured measure."""
-    from detal.acquisition.uncertainty import box_scores
+def _box_values(p: Prediction, sc: ScoringConfig, temperature: float | None = None) -> np.ndarray:
+    """Per-box scores of one prediction under the configured measure (class scores at `temperature`)."""
+    from detal.acquisition.uncertainty import box_scores, temperature_scale
 
     if sc.measure != FLIP:
-        return box_scores(p.probs, sc.measure)
+        return box_scores(p.probs if temperature is None else temperature_scale(p.probs, temperature), sc.measure)
     if p.flip is None:
         raise ValueError(f"{p.path}: scored without the flipped pass; build the scorer with make_scorer")
     return p.flip
@@ -94,7 +94,9 @@ class ScoringPass:
 
     def __init__(self, scorer, images: Sequence[Path], sc: ScoringConfig, names: Sequence[str], audit: bool = False):
         self.scorer, self.images, self.sc, self.names = scorer, images, sc, names
-        self.class_weights: np.ndarray | None = None  # per-class box weights (scoring.calibration), set by the round
+        # scoring.calibration, set by the round: per-class box weights (difficulty) or the temperature
+        self.class_weights: np.ndarray | None = None
+        self.temperature: float | None = None
         self.predictions: dict[int, Prediction] = {}
         self.audit_images: list[dict] | None = [] if audit else None
         self.audit_boxes: list[dict] | None = [] if audit else None
@@ -114,7 +116,7 @@ class ScoringPass:
         from detal.acquisition.selection import Scored
 
         preds = self.predict(ids)
-        scores = image_scores_for(preds, self.sc, self.class_weights)
+        scores = image_scores_for(preds, self.sc, self.class_weights, self.temperature)
         feats = None
         dims = {p.feature.shape for p in preds if p.feature is not None}
         if dims:  # an unreadable image gets a zero feature row (normalises to zero: never "far" from anything)
@@ -122,44 +124,58 @@ class ScoringPass:
             feats = np.stack([zero if p.feature is None else p.feature for p in preds])
         if self.audit_images is not None:
             self.audit_images.extend(image_rows(preds, scores))
-            self.audit_boxes.extend(box_rows(preds, self.sc, self.names))
+            self.audit_boxes.extend(box_rows(preds, self.sc, self.names, self.temperature))
         return Scored(scores=scores, features=feats, classes=[p.cls[p.conf >= self.sc.conf] for p in preds])
 
 
-def image_scores_for(preds: Sequence[Prediction], sc: ScoringConfig,
-                     class_weights: np.ndarray | None = None) -> np.ndarray:
+def image_scores_for(preds: Sequence[Prediction], sc: ScoringConfig, class_weights: np.ndarray | None = None,
+                     temperature: float | None = None) -> np.ndarray:
     from detal.acquisition.uncertainty import image_scores
 
     values = [_box_values(p, sc) if len(p.cls) else np.zeros(0) for p in preds] if sc.measure == FLIP else None
     scores = image_scores([p.probs for p in preds], measure=sc.measure, reduction=sc.reduction,
                           score_conf=sc.conf, empty=sc.empty, topk=sc.topk, box_values=values,
-                          class_weights=class_weights)
+                          class_weights=class_weights, temperature=temperature)
     bad = np.array([not p.ok for p in preds], dtype=bool)
     return np.where(bad, UNREADABLE_SCORE, scores)
 
 
-def labelled_difficulty(scorer, images: Sequence[Path], labels: Sequence[np.ndarray], nc: int,
-                        score_conf: float) -> np.ndarray:
-    """Per-class difficulty of the scorer's model on labelled images (scoring.calibration: difficulty).
+def _labelled_predictions(scorer, images: Sequence[Path], labels: Sequence[np.ndarray], score_conf: float):
+    """(prediction above `score_conf`, label classes, label xyxy boxes) per readable labelled image.
 
     labels[i] is image i's YOLO label array (m, 5): class, centre x, centre y, width, height, normalised.
-    Predictions below `score_conf` are ignored, as in scoring. Unreadable images are left out.
+    Predictions below `score_conf` are dropped, as in scoring; unreadable images are left out.
     """
-    from detal.acquisition.uncertainty import class_difficulty
-
-    gc, gb, pc, pf, pb = [], [], [], [], []
     for pred, lab in zip(scorer.iter_predictions(list(images)), labels):
         if not pred.ok:
             continue
         lab = np.asarray(lab, np.float64).reshape(-1, 5)
         cx, cy, w, h = (lab[:, i] * s for i, s in zip(range(1, 5), (pred.width, pred.height) * 2))
-        keep = pred.conf >= score_conf
-        gc.append(lab[:, 0].astype(np.int64))
-        gb.append(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1))
-        pc.append(pred.cls[keep])
-        pf.append(pred.conf[keep])
-        pb.append(pred.boxes[keep])
-    return class_difficulty(gc, gb, pc, pf, pb, nc)
+        yield prelabels(pred, score_conf), lab[:, 0].astype(np.int64), np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def labelled_difficulty(scorer, images: Sequence[Path], labels: Sequence[np.ndarray], nc: int,
+                        score_conf: float) -> np.ndarray:
+    """Per-class difficulty of the scorer's model on labelled images (scoring.calibration: difficulty)."""
+    from detal.acquisition.uncertainty import class_difficulty
+
+    rows = list(_labelled_predictions(scorer, images, labels, score_conf))
+    return class_difficulty([g for _, g, _ in rows], [b for _, _, b in rows], [p.cls for p, _, _ in rows],
+                            [p.conf for p, _, _ in rows], [p.boxes for p, _, _ in rows], nc)
+
+
+def labelled_temperature(scorer, images: Sequence[Path], labels: Sequence[np.ndarray], nc: int,
+                         score_conf: float) -> tuple[float, int]:
+    """(T, boxes it was fitted on): the scorer's model's temperature on labelled images (scoring.calibration:
+    temperature; see detal.acquisition.uncertainty)."""
+    from detal.acquisition.uncertainty import class_targets, fit_temperature
+
+    probs, targets = [np.zeros((0, nc))], [np.zeros((0, nc))]
+    for pred, gc, gb in _labelled_predictions(scorer, images, labels, score_conf):
+        probs.append(np.asarray(pred.probs, np.float64).reshape(-1, nc))
+        targets.append(class_targets(gc, gb, pred.boxes, nc))
+    p, y = np.concatenate(probs), np.concatenate(targets)
+    return fit_temperature(p, y), len(p)
 
 
 def image_rows(preds: Sequence[Prediction], scores: np.ndarray) -> list[dict]:
@@ -167,12 +183,13 @@ def image_rows(preds: Sequence[Prediction], scores: np.ndarray) -> list[dict]:
             for p, s in zip(preds, scores)]
 
 
-def box_rows(preds: Sequence[Prediction], sc: ScoringConfig, names: Sequence[str]) -> list[dict]:
+def box_rows(preds: Sequence[Prediction], sc: ScoringConfig, names: Sequence[str],
+             temperature: float | None = None) -> list[dict]:
     rows = []
     for p in preds:
         if not len(p.cls):
             continue
-        measure = _box_values(p, sc)
+        measure = _box_values(p, sc, temperature)
         for b in range(len(p.cls)):
             if p.conf[b] < sc.conf:  # below the scoring threshold (kept only for pre-labels)
                 continue

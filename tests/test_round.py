@@ -108,6 +108,32 @@ def test_difficulty_calibration_weights_each_box_by_its_class_difficulty(data_ya
     assert not np.allclose(weighted, image_scores(probs, **kw))
 
 
+def test_temperature_calibration_rescales_the_scores_that_rank_the_pool(data_yaml, tmp_path, capsys):
+    import re
+
+    from detal.acquisition.uncertainty import image_scores
+    from detal.scoring import labelled_temperature
+
+    cfg = _cfg(data_yaml, tmp_path, strategies=["entropy"], scoring={"calibration": "temperature"})
+    run_dir = run_experiment(cfg, quiet=False, backend=fake_backend, annotator=OnTheFakeBoxAnnotator())
+    round2 = run_dir / "seed0" / "entropy" / "round2"
+    scorer = fake_backend.Scorer(round2 / "weights" / "last.pt")
+    labelled = (round2 / "data_train.txt").read_text().split()
+    box = np.array([[5, 30 / 160, 30 / 160, 40 / 160, 40 / 160]])
+    t, n = labelled_temperature(scorer, labelled, [box] * len(labelled), fake_backend.NC, cfg.scoring.conf)
+    err = capsys.readouterr().err
+    assert f"temperature on the labelled set: {t:.3f} (fitted on {n} predicted boxes)" in err
+    assert len(re.findall(r"temperature on the labelled set: ", err)) == 2  # rounds 1 and 2 select
+    assert n > 0 and abs(np.log(t)) > 0.05  # the fake's uniform class scores are far from calibrated
+
+    sel = pd.read_csv(run_dir / "selections.csv").query("round == 2")
+    probs = [p.probs for p in scorer.predict(sel["image"].tolist())]
+    kw = {"score_conf": cfg.scoring.conf}
+    scaled = image_scores(probs, temperature=t, **kw)
+    np.testing.assert_allclose(sel["score"], scaled, rtol=1e-6)  # what ranked the pool is the rescaled score
+    assert not np.allclose(scaled, image_scores(probs, **kw))
+
+
 def test_first_round_strategy_selects_only_after_round_one(data_yaml, tmp_path, capsys):
     sched = {"seed_fraction": 0.1, "select_fraction": 0.1, "epochs_per_round": 1, "total_epochs": 4}
     cfg = _cfg(data_yaml, tmp_path / "first", strategies=["entropy_wide"], selection={"first_round": "coreset"},

@@ -32,6 +32,13 @@ boxes of class c of the best IoU x score of a same-class prediction (0 when none
 labelled box gets d_c = 1. Weights are d_c / mean(d), so an image's score keeps its scale. Uncertainty
 alone treats an easy class's confusion like a hard one's; the labelled set says which classes are hard.
 
+Temperature scaling (`class_targets`, `fit_temperature`, `temperature_scale`; Guo et al. ICML 2017, for
+independent sigmoids): every class score becomes sigmoid(logit(p) / T), one T for all classes, fitted
+on the labelled images by minimising the binary cross-entropy of the scored boxes' class vectors
+against their targets: the class of the labelled box a prediction overlaps (IoU >= 0.5), all zeros
+for a prediction on background. T > 1 softens an overconfident model's scores, so a measure sees how
+unsure the model really is; the ranking of one box's classes never changes.
+
 Scoring threshold: `image_scores(score_conf=...)` drops boxes whose top score is below `score_conf`
 before reducing. It is separate from the pre-label threshold (what is shown to annotators) and from
 the NMS threshold (what the detector keeps): low-confidence boxes are often exactly the uncertain ones.
@@ -117,13 +124,18 @@ def binary_entropy(probs: np.ndarray) -> np.ndarray:
     return _shannon(np.stack([t, 1.0 - t], axis=1))
 
 
+def _logits(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) of validated scores, clipped so that 0 and 1 stay finite."""
+    pc = np.clip(p, _LOGIT_CLIP, 1 - _LOGIT_CLIP)
+    return np.log(pc) - np.log1p(-pc)
+
+
 def logit_entropy(probs: np.ndarray) -> np.ndarray:
     """Shannon entropy of softmax(log(p / (1 - p))): sigmoid scores mapped back to logits."""
     p = _check_probs(probs)
     if p.shape[1] == 0:
         return np.zeros(len(p))
-    pc = np.clip(p, _LOGIT_CLIP, 1 - _LOGIT_CLIP)
-    z = np.log(pc) - np.log1p(-pc)
+    z = _logits(p)
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return _shannon(e / e.sum(axis=1, keepdims=True))
@@ -211,6 +223,12 @@ _BOUNDS: dict[str, Callable[[int], float]] = {
 }
 
 
+def _check_class_ids(gc: np.ndarray, n_classes: int) -> None:
+    if len(gc) and (gc.min() < 0 or gc.max() >= n_classes):
+        bad = int(gc.max() if gc.max() >= n_classes else gc.min())
+        raise InvalidOption(f"label class id {bad} is outside the {n_classes} classes")
+
+
 def class_difficulty(gt_cls: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], pred_cls: Sequence[np.ndarray],
                      pred_conf: Sequence[np.ndarray], pred_boxes: Sequence[np.ndarray], n_classes: int) -> np.ndarray:
     """Per-class difficulty (n_classes,) in [0, 1] of a model on labelled images (see the module docstring).
@@ -226,9 +244,7 @@ def class_difficulty(gt_cls: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray
         gc = np.asarray(gc, np.int64).reshape(-1)
         if not len(gc):
             continue
-        if gc.min() < 0 or gc.max() >= n_classes:
-            raise InvalidOption(f"label class id {int(gc.max() if gc.max() >= n_classes else gc.min())} is outside "
-                                f"the {n_classes} classes")
+        _check_class_ids(gc, n_classes)
         pc = np.asarray(pc, np.int64).reshape(-1)
         quality = np.zeros(len(gc))
         if len(pc):
@@ -246,6 +262,76 @@ def difficulty_weights(difficulty: np.ndarray) -> np.ndarray:
     d = np.asarray(difficulty, np.float64)
     m = d.mean() if d.size else 0.0
     return d / m if m > 0 else np.ones_like(d)
+
+
+def _check_temperature(temperature: float) -> float:
+    t = float(temperature) if isinstance(temperature, (int, float, np.floating)) and not isinstance(temperature, bool) \
+        else float("nan")
+    if not (math.isfinite(t) and t > 0):
+        raise InvalidOption(f"temperature must be a finite number > 0, got {temperature!r}")
+    return t
+
+
+def temperature_scale(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """sigmoid(logit(p) / T) of every class score: T > 1 softens, T < 1 sharpens, T = 1 changes nothing."""
+    p = _check_probs(probs)
+    t = _check_temperature(temperature)
+    if t == 1.0 or p.size == 0:
+        return p
+    return 1.0 / (1.0 + np.exp(-_logits(p) / t))
+
+
+def class_targets(gt_cls: np.ndarray, gt_boxes: np.ndarray, pred_boxes: np.ndarray, n_classes: int,
+                  iou: float = 0.5) -> np.ndarray:
+    """(n_pred, n_classes) 0/1 targets of one image's predictions for `fit_temperature`.
+
+    A prediction's row is one-hot on the class of the labelled box it overlaps most when that IoU is
+    >= `iou`, else all zeros (a box on background should score low on every class).
+    """
+    pb = np.asarray(pred_boxes, np.float64).reshape(-1, 4)
+    gc = np.asarray(gt_cls, np.int64).reshape(-1)
+    out = np.zeros((len(pb), n_classes), np.float64)
+    if not len(pb) or not len(gc):
+        return out
+    _check_class_ids(gc, n_classes)
+    overlap = _iou(pb, np.asarray(gt_boxes, np.float64).reshape(-1, 4))
+    best = overlap.argmax(axis=1)
+    hit = overlap[np.arange(len(pb)), best] >= iou
+    out[np.flatnonzero(hit), gc[best[hit]]] = 1.0
+    return out
+
+
+_T_RANGE = (0.05, 20.0)  # a fitted T outside this says more about the data than about calibration
+
+
+def fit_temperature(probs: np.ndarray, targets: np.ndarray) -> float:
+    """The T in [0.05, 20] minimising the binary cross-entropy of sigmoid(logit(p) / T) against `targets`.
+
+    The loss is convex in a = 1 / T (a logistic regression with one weight and no bias), so its gradient
+    is increasing in a and bisection finds the minimum. No box, or only boxes with nothing to learn
+    from (every logit 0), gives T = 1: no evidence, no change.
+    """
+    p = _check_probs(probs)
+    y = np.asarray(targets, np.float64)
+    if y.shape != p.shape:
+        raise InvalidOption(f"targets must have the class scores' shape {p.shape}, got {y.shape}")
+    z = _logits(p).ravel()
+    y = y.ravel()
+    if not z.size or not np.any(z):
+        return 1.0
+
+    def grad(a: float) -> float:  # d/da of sum softplus(a z) - y a z
+        return float(((1.0 / (1.0 + np.exp(-a * z)) - y) * z).sum())
+
+    lo, hi = 1.0 / _T_RANGE[1], 1.0 / _T_RANGE[0]
+    if grad(lo) >= 0:
+        return _T_RANGE[1]
+    if grad(hi) <= 0:
+        return _T_RANGE[0]
+    for _ in range(60):  # 2^-60 of the bracket: far below what changes a ranking
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if grad(mid) < 0 else (lo, mid)
+    return 1.0 / ((lo + hi) / 2)
 
 
 def measure_bound(measure: str, n_classes: int) -> float:
@@ -321,6 +407,7 @@ def image_scores(
     topk: int = 3,
     box_values: Sequence[np.ndarray] | None = None,
     class_weights: np.ndarray | None = None,
+    temperature: float | None = None,
 ) -> np.ndarray:
     """One uncertainty score per image (len(probs_per_image),), float64, higher = more worth labelling.
 
@@ -329,7 +416,8 @@ def image_scores(
     without boxes gets the `empty` policy score (see the module docstring). `box_values[i]` (n_i,),
     when given, are per-box scores computed elsewhere (`flip`), used instead of `measure` on the probs.
     `class_weights` (C,), when given, multiplies each box's score by the weight of its top class
-    (`difficulty_weights`).
+    (`difficulty_weights`). `temperature`, when given, rescales the class scores the measure sees
+    (`temperature_scale`); the `score_conf` threshold still reads the detector's own scores.
     """
     check_scoring_options(measure, reduction, score_conf, empty, topk)
     reduce = REDUCTIONS[reduction]
@@ -358,8 +446,10 @@ def image_scores(
     # one vectorised measure call over every box of every image, then per-image reductions
     allp = np.concatenate([a for a in arrays if len(a)], axis=0)
     if box_values is None:
-        scores = box_scores(allp, measure)
+        scores = box_scores(allp if temperature is None else temperature_scale(allp, temperature), measure)
     else:
+        if temperature is not None:
+            raise InvalidOption("temperature rescales class scores; box_values (flip) are not computed from them")
         vals = [np.asarray(v, np.float64).reshape(-1) for v in box_values]
         if len(vals) != n_img or any(len(v) != len(a) for v, a in zip(vals, arrays)):
             raise InvalidOption("box_values must give one score per box of every image")

@@ -18,9 +18,12 @@ from detal.acquisition.uncertainty import (
     box_scores,
     check_scoring_options,
     class_difficulty,
+    class_targets,
     difficulty_weights,
+    fit_temperature,
     image_scores,
     measure_bound,
+    temperature_scale,
 )
 
 ALL_MEASURES = sorted(MEASURES)  # class-vector measures; `flip` (a paired measure) is tested below
@@ -359,3 +362,67 @@ def test_class_weights_multiply_each_box_by_its_top_class_weight():
     np.testing.assert_allclose(image_scores(imgs, class_weights=np.ones(3)), image_scores(imgs))
     with pytest.raises(InvalidOption, match="one per class"):
         image_scores(imgs, class_weights=np.ones(2))
+
+
+def test_temperature_scale_softens_or_sharpens_and_keeps_each_box_class_order():
+    p = np.array([[0.9, 0.3, 0.01], [0.5, 0.5, 0.2]])
+    np.testing.assert_array_equal(temperature_scale(p, 1.0), p)
+    soft, sharp = temperature_scale(p, 2.0), temperature_scale(p, 0.5)
+    np.testing.assert_allclose(soft[0, 0], 3 / (3 + 1))  # sqrt(0.9 / 0.1) = 3: odds 9 -> 3
+    np.testing.assert_allclose(sharp[0, 1], 0.3**2 / (0.3**2 + 0.7**2))  # odds squared
+    assert (np.abs(soft - 0.5) <= np.abs(p - 0.5) + 1e-12).all() and (np.abs(sharp - 0.5) >= np.abs(p - 0.5) - 1e-12).all()
+    for q in (soft, sharp):
+        np.testing.assert_array_equal(np.argsort(q, axis=1, kind="stable"), np.argsort(p, axis=1, kind="stable"))
+    assert temperature_scale(np.zeros((0, 3)), 2.0).shape == (0, 3)
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(InvalidOption, match="temperature must be a finite number > 0"):
+            temperature_scale(p, bad)
+
+
+@pytest.mark.parametrize("true_t", [0.5, 2.5])
+def test_fit_temperature_recovers_the_temperature_the_outcomes_were_drawn_at(true_t):
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 3.0, size=(20000, 3))
+    reported = 1 / (1 + np.exp(-z))  # what an over- (true_t > 1) or under-confident model says
+    y = (rng.random(z.shape) < 1 / (1 + np.exp(-z / true_t))).astype(float)  # how often it is right
+    t = fit_temperature(reported, y)
+    assert abs(t - true_t) < 0.08 * true_t
+    assert abs(fit_temperature(temperature_scale(reported, true_t), y) - 1.0) < 0.08  # calibrated: T ~ 1
+
+
+def test_fit_temperature_without_evidence_is_one_and_stays_in_range():
+    assert fit_temperature(np.zeros((0, 4)), np.zeros((0, 4))) == 1.0
+    assert fit_temperature(np.full((3, 2), 0.5), np.ones((3, 2))) == 1.0  # every logit 0: T changes nothing
+    # always right at 0.9: sharpen as far as allowed; always wrong: soften as far as allowed
+    assert fit_temperature(np.array([[0.9, 0.1]] * 5), np.array([[1.0, 0.0]] * 5)) == pytest.approx(0.05)
+    assert fit_temperature(np.array([[0.9, 0.1]] * 5), np.array([[0.0, 1.0]] * 5)) == pytest.approx(20.0)
+    with pytest.raises(InvalidOption, match=r"targets must have the class scores' shape \(2, 2\)"):
+        fit_temperature(np.full((2, 2), 0.5), np.zeros((2, 3)))
+
+
+def test_class_targets_one_hot_on_the_overlapped_label_else_background():
+    gt_cls, gt_boxes = np.array([2, 0]), np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
+    preds = np.array([[0, 0, 10, 10],      # on label 0 (class 2)
+                      [20, 20, 30, 25],    # IoU 0.5 with label 1 (class 0): counts
+                      [20, 20, 30, 24],    # IoU 0.4: background
+                      [50, 50, 60, 60]], float)  # nothing there
+    np.testing.assert_array_equal(class_targets(gt_cls, gt_boxes, preds, 3),
+                                  [[0, 0, 1], [1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    assert class_targets(np.zeros(0), np.zeros((0, 4)), preds, 3).sum() == 0  # no label: all background
+    assert class_targets(gt_cls, gt_boxes, np.zeros((0, 4)), 3).shape == (0, 3)
+    with pytest.raises(InvalidOption, match="label class id 3 is outside the 3 classes"):
+        class_targets(np.array([3]), gt_boxes[:1], preds, 3)
+
+
+def test_image_scores_at_a_temperature_rescale_what_the_measure_sees_not_the_threshold():
+    imgs = [np.array([[0.6, 0.3, 0.1], [0.15, 0.05, 0.02]]), np.array([[0.9, 0.8, 0.1]]), np.zeros((0, 3))]
+    for measure in ALL_MEASURES:
+        got = image_scores(imgs, measure, score_conf=0.1, temperature=0.5)
+        by_hand = [box_scores(temperature_scale(imgs[0], 0.5), measure).sum(),
+                   box_scores(temperature_scale(imgs[1], 0.5), measure).sum(), 0.0]
+        # the 0.15 box is kept although it scores 0.03 at T = 0.5: the threshold reads the detector's scores
+        np.testing.assert_allclose(got, by_hand, err_msg=measure)
+    assert not np.allclose(image_scores(imgs, temperature=2.0), image_scores(imgs))
+    np.testing.assert_allclose(image_scores(imgs, temperature=1.0), image_scores(imgs))
+    with pytest.raises(InvalidOption, match="box_values"):
+        image_scores(imgs[:1], "flip", box_values=[np.zeros(2)], temperature=2.0)
