@@ -103,6 +103,16 @@ def test_numbers_are_the_reports_and_the_last_line(study):
         bench.format_study(df, "d", headline="random")
 
 
+def test_default_headline_is_the_recommended_rule_then_mix_never_the_best():
+    from detal.acquisition.selection import RECOMMENDED
+
+    assert bench.headline_strategy(["random", "entropy", "mix", RECOMMENDED]) == RECOMMENDED
+    assert bench.headline_strategy(["random", RECOMMENDED, "recommended"]) == "recommended"
+    assert bench.headline_strategy(["random", "entropy", "mix"]) == "mix"
+    assert bench.headline_strategy(["random", "diverse", "entropy"]) == "diverse"
+    assert bench.headline_strategy(["random"]) is None
+
+
 def test_ratio_of_labels_saved():
     iv = stats.Interval(0.25, -math.inf, 0.5, 3)
     ls = stats.LabelsSaved(target=0.5, needed=75.0, baseline_needed=100.0, saved=25.0, fraction=0.25, interval=iv)

@@ -25,8 +25,9 @@ The last line printed is always
 
     labels_saved_vs_random=<ratio> ci_low=<..> ci_high=<..> strategy=<name> dataset=<name>
 
-for the headline strategy (`--headline`; default `recommended` when it is an arm, else `mix`, else the
-first non-random arm: never the best of several arms, which would be a selection bias).
+for the headline strategy (`--headline`; default `recommended` when it is an arm, else the rule
+`recommended` resolves to when that is an arm, else `mix`, else the first non-random arm: never the best
+of several arms, which would be a selection bias).
 
 Resuming: each (strategy, seed) arm is its own detal run folder,
 `<output_dir>/<experiment>/arms/<strategy>-seed<S>/<experiment>/`, so a killed study resumes where it
@@ -74,6 +75,7 @@ if str(ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
+from detal.acquisition.selection import RECOMMENDED  # noqa: E402
 from detal.config import Config, load_config  # noqa: E402
 from detal.errors import BusyError, DetalError  # noqa: E402
 from detal.report import load_runs, write_report  # noqa: E402
@@ -296,7 +298,7 @@ def headline_strategy(strategies, requested: str | None = None) -> str | None:
         if requested not in others:
             raise DetalError(f"--headline {requested!r} is not a non-random arm of this study ({', '.join(others)})")
         return requested
-    for name in ("recommended", "mix"):
+    for name in ("recommended", RECOMMENDED, "mix"):
         if name in others:
             return name
     return others[0] if others else None
@@ -536,7 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arm", action="append", default=[], metavar="NAME=STRATEGY[:KEY=VALUE,...]",
                    help="a variant arm: STRATEGY with config overrides, paired with the study's random arms, "
                         "e.g. mean=entropy_wide:scoring.reduction=mean (repeatable)")
-    p.add_argument("--headline", help="arm on the last line (default: recommended, else mix, else first)")
+    p.add_argument("--headline", help=f"arm on the last line (default: recommended, else {RECOMMENDED} "
+                                          "(what it resolves to), else mix, else first)")
     p.add_argument("--report-only", action="store_true", help="train nothing: numbers of the finished rounds")
     p.add_argument("--jobs", type=int, default=1,
                    help="arms run at once, each in its own process with cores/jobs threads (default 1; "
