@@ -63,12 +63,22 @@ def test_pairs_every_arm_with_every_later_arm_across_studies(two_studies, capsys
                         rf"{re.escape(f'{diffs.mean():+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]')}", lines[3]), lines[3]
 
 
+def test_an_arm_may_gather_its_seeds_from_two_study_folders(two_studies, capsys):
+    ref = compare.ArmRef.parse("r=nowhere+long:random")
+    assert ref.run_dir(two_studies, 0) == two_studies / "long" / "arms" / "random-seed0" / "long"
+    both = compare.ArmRef.parse("r=short+long:random")  # short has every seed: it wins
+    assert both.run_dir(two_studies, 1) == two_studies / "short" / "arms" / "random-seed1" / "short"
+    assert compare.main(["--seeds", "0,1", "--runs", str(two_studies), "r=nowhere+long:random", "s=short:random"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:3] == ["r", "s", "2"]
+
+
 def test_clear_errors_for_a_missing_arm_a_bad_spec_and_a_shared_label(two_studies, capsys):
     assert compare.main(["--seeds", "0,7", "--runs", str(two_studies), "a=long:random", "b=short:random"]) == 2
     err = capsys.readouterr().err
     assert "random-seed7" in err and "no metrics.csv" in err and "drop seed 7 from --seeds" in err
-    assert compare.main(["--seeds", "0", "a=long", "b=short:random"]) == 2
-    assert "give LABEL=EXPERIMENT:STRATEGY" in capsys.readouterr().err
+    for bad in ("a=long", "a=long+:random", "=long:random"):
+        assert compare.main(["--seeds", "0", bad, "b=short:random"]) == 2
+        assert "give LABEL=EXPERIMENT:STRATEGY" in capsys.readouterr().err
     assert compare.main(["--seeds", "0", "--runs", str(two_studies), "a=long:random", "a=short:random"]) == 2
     assert "share a label" in capsys.readouterr().err
     assert compare.main(["--seeds", "x", "a=long:random", "b=short:random"]) == 2

@@ -3,7 +3,8 @@ one recipe against random under another (issue 11). bench_label_efficiency.py pa
 this pairs arms of studies that share data, val split and seeds but not the recipe.
 
 Each ARM is LABEL=EXPERIMENT:STRATEGY, read from <runs>/<EXPERIMENT>/arms/<STRATEGY>-seed<S>/<EXPERIMENT>/
-for every seed in --seeds. Every arm is compared with every arm listed after it, paired over the seeds,
+for every seed in --seeds. EXPERIMENT may be A+B: each seed is read from the first of A, B that has it
+(one recipe whose seeds were run in two study folders, e.g. seeds 0-2 in one and 3-4 in another). Every arm is compared with every arm listed after it, paired over the seeds,
 on the rounds both finished: images and boxes needed to reach the later arm's final mAP50-95 (ratio
 with its 95% bootstrap interval, as the harness prints it) and the final mAP50-95 difference.
 
@@ -52,12 +53,14 @@ class ArmRef:
     def parse(cls, text: str) -> "ArmRef":
         label, eq, rest = text.partition("=")
         experiment, colon, strategy = rest.partition(":")
-        if not (eq and colon and label and experiment and strategy) or "/" in label:
+        if not (eq and colon and label and strategy) or "/" in label or not all(experiment.split("+")):
             raise DetalError(f"arm {text!r}: give LABEL=EXPERIMENT:STRATEGY, e.g. random40=study-shapes-40ep:random")
         return cls(label, experiment, strategy)
 
     def run_dir(self, runs: Path, seed: int) -> Path:
-        return runs / self.experiment / "arms" / f"{self.strategy}-seed{seed}" / self.experiment
+        """The seed's run folder in the first of the experiments that has its metrics (else the first's)."""
+        dirs = [runs / e / "arms" / f"{self.strategy}-seed{seed}" / e for e in self.experiment.split("+")]
+        return next((d for d in dirs if (d / "metrics.csv").is_file()), dirs[0])
 
 
 def load_arms(arms: list[ArmRef], seeds: list[int], runs: Path) -> pd.DataFrame:
