@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 from detal.config import Config, load_config  # noqa: E402
 from detal.data import atomic_write_text  # noqa: E402
-from detal.errors import DetalError  # noqa: E402
+from detal.errors import DetalError, tool_main  # noqa: E402
 from detal.report import stats  # noqa: E402
 
 
@@ -121,17 +121,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     over = list(args.set) + ([f"seeds=[{args.seeds}]"] if args.seeds else []) + (
         [f"model.device={args.device}"] if args.device else [])
-    try:
+
+    def lines() -> list[str]:
         if args.factor < 2:
             raise DetalError(f"--factor {args.factor}: give 2 or more (x the round's epochs)")
         cfg = load_config(args.config, over)
         rows = convergence_rows(cfg, args.arm, args.factor, quiet=args.quiet)
-        lines = format_rows(rows, args.arm, args.factor, _harness().dataset_name(cfg))
-    except DetalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
+        return format_rows(rows, args.arm, args.factor, _harness().dataset_name(cfg))
+
+    return tool_main(lines)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
-from detal.errors import DetalError  # noqa: E402
+from detal.errors import DetalError, tool_main  # noqa: E402
 from detal.report import load_runs, stats  # noqa: E402
 
 
@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", required=True, help="comma-separated seeds every arm ran, e.g. 0,1,2")
     p.add_argument("--runs", type=Path, default=Path("runs"), help="the studies' output_dir (default runs)")
     args = p.parse_args(argv)
-    try:
+
+    def lines() -> list[str]:
         try:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError:
@@ -110,12 +111,9 @@ def main(argv=None) -> int:
         arms = [ArmRef.parse(a) for a in args.arms]
         if len(arms) < 2 or not seeds:
             raise DetalError("give at least two arms and one seed")
-        lines = compare_lines(load_arms(arms, seeds, args.runs), [a.label for a in arms])
-    except DetalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
+        return compare_lines(load_arms(arms, seeds, args.runs), [a.label for a in arms])
+
+    return tool_main(lines)
 
 
 if __name__ == "__main__":
