@@ -151,7 +151,8 @@ def _labelled_predictions(scorer, images: Sequence[Path], labels: Sequence[np.nd
             continue
         lab = np.asarray(lab, np.float64).reshape(-1, 5)
         cx, cy, w, h = (lab[:, i] * s for i, s in zip(range(1, 5), (pred.width, pred.height) * 2))
-        yield prelabels(pred, score_conf), lab[:, 0].astype(np.int64), np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        yield prelabels(pred, score_conf), lab[:, 0].astype(np.int64), xyxy  # prelabels: the box threshold
 
 
 def labelled_difficulty(scorer, images: Sequence[Path], labels: Sequence[np.ndarray], nc: int,

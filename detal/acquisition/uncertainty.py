@@ -265,11 +265,10 @@ def difficulty_weights(difficulty: np.ndarray) -> np.ndarray:
 
 
 def _check_temperature(temperature: float) -> float:
-    t = float(temperature) if isinstance(temperature, (int, float, np.floating)) and not isinstance(temperature, bool) \
-        else float("nan")
-    if not (math.isfinite(t) and t > 0):
+    number = isinstance(temperature, (int, float, np.floating)) and not isinstance(temperature, bool)
+    if not (number and math.isfinite(temperature) and temperature > 0):
         raise InvalidOption(f"temperature must be a finite number > 0, got {temperature!r}")
-    return t
+    return float(temperature)
 
 
 def temperature_scale(probs: np.ndarray, temperature: float) -> np.ndarray:
