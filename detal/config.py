@@ -221,6 +221,36 @@ class Config(_Model):
         return self.output_dir / self.experiment
 
 
+def scoring_calibration(strategy: str, scoring: ScoringConfig) -> str:
+    """The calibration `strategy` scores with: the one its registration carries (`recommended`), else the config's.
+
+    A carried calibration replaces `none` only: a config that names another calibration, or a measure the
+    carried one cannot use, with such a strategy is refused (ValueError with the fix), never half-applied.
+    """
+    from detal.acquisition.selection import STRATEGIES, resolve
+
+    carried = lookup(STRATEGIES, strategy, "strategy").calibration
+    if carried is None or scoring.calibration == carried:
+        return scoring.calibration
+    rule = resolve(strategy)
+    if scoring.calibration != "none":
+        raise ValueError(f"strategy {strategy} is {rule} with calibration {carried} (what the label-efficiency "
+                         f"study backs); set calibration none or {carried}, or name {rule} to choose your own")
+    if carried == "temperature" and scoring.measure == "flip":
+        raise ValueError(f"strategy {strategy} is {rule} with calibration temperature, which rescales class "
+                         f"scores, and measure flip is not computed from them; name {rule} to score with flip")
+    return carried
+
+
+def check_calibration(cfg: "Config", strategies, source: str, key: str = "strategies") -> None:
+    """ConfigError (one line, naming the keys) when a strategy's carried calibration clashes with `scoring`."""
+    for s in strategies:
+        try:
+            scoring_calibration(s, cfg.scoring)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: scoring.calibration / {key}: {exc}") from None
+
+
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """The valid keys of the (sub)model at `loc`, to suggest the near miss for an unknown key."""
     for part in loc:
@@ -258,6 +288,7 @@ def parse_config(raw: Any, source: str = "<config>") -> Config:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc.errors()[0], source)) from None
+    check_calibration(cfg, cfg.strategies, source)  # cycle.strategy is checked where the cycle runs
     if cfg.model.train_args:
         # against Ultralytics' own argument list and value checks, now rather than when round 1 trains
         from detal.detector.train import check_train_overrides

@@ -33,7 +33,7 @@ import numpy as np
 
 from detal.acquisition.selection import with_random_share
 from detal.annotate import Annotator
-from detal.config import Config
+from detal.config import Config, check_calibration
 from detal.data import Dataset, label_path, read_labels
 from detal.errors import DetalError
 from detal.labels import LabelStore, image_key
@@ -206,6 +206,8 @@ def _dataset(cfg: Config) -> Dataset:
 
 
 def _open(cfg: Config, *, backend, annotator, progress: Progress, must_exist: bool) -> Project:
+    # here, not at load: every config has a cycle section (its defaults), and a study config need not fit it
+    check_calibration(cfg, [cfg.cycle.strategy], "config", key="cycle.strategy")
     ds = _dataset(cfg)
     store = Store(cfg.run_dir / "project.sqlite")
     if must_exist and not store.initialised:

@@ -26,7 +26,7 @@ import numpy as np
 
 from detal.acquisition.selection import Selection, resolve, select, strategy as strategy_spec
 from detal.annotate import Annotations, Annotator, Request
-from detal.config import Config
+from detal.config import Config, scoring_calibration
 from detal.data import atomic_write_text, write_split_yaml
 from detal.labels import LabelStore
 from detal.progress import Progress
@@ -206,9 +206,10 @@ def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
     if spec.scores or arm.annotator.needs_predictions:
         scorer = make_scorer(cfg, weights, device=arm.device, features=spec.features, backend=arm.backend)
         scoring = ScoringPass(scorer, arm.images, cfg.scoring, arm.names, audit=cfg.scoring.audit)
-        if spec.scores and cfg.scoring.calibration == "difficulty":
+        calibration = scoring_calibration(name, cfg.scoring) if spec.scores else "none"
+        if calibration == "difficulty":
             scoring.class_weights = _difficulty_weights(arm, scorer, labelled)
-        elif spec.scores and cfg.scoring.calibration == "temperature":
+        elif calibration == "temperature":
             scoring.temperature = _temperature(arm, scorer, labelled)
     counts = state.class_counts(labelled, len(arm.names)) if cfg.selection.class_balance > 0 else None
     sel = select(name, pool_ids, budget, rng, scoring or _no_scoring, cfg.selection, counts)

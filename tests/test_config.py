@@ -37,6 +37,12 @@ def test_every_key_has_a_type_comment(path):
      r"scoring\.calibration: Input should be 'none', 'difficulty' or 'temperature'"),
     ({"data": "d.yaml", "scoring": {"calibration": "temperature", "measure": "flip"}},
      r"scoring: calibration temperature rescales class scores, and measure flip is not computed from them"),
+    ({"data": "d.yaml", "strategies": ["random", "recommended"], "scoring": {"calibration": "difficulty"}},
+     r"scoring\.calibration / strategies: strategy recommended is entropy_wide with calibration temperature "
+     r"\(what the label-efficiency study backs\); set calibration none or temperature, or name entropy_wide"),
+    ({"data": "d.yaml", "strategies": ["recommended"], "scoring": {"measure": "flip"}},
+     r"scoring\.calibration / strategies: strategy recommended is entropy_wide with calibration temperature, "
+     r"which rescales class scores, and measure flip is not computed from them; name entropy_wide"),
     ({"data": "d.yaml", "schedule": {"seed_fraction": 1.5}}, r"schedule\.seed_fraction: .*less than or equal to 1"),
     ({"data": "d.yaml", "schedule": {"epochs_per_round": 20, "total_epochs": 10}}, r"total_epochs \(10\) must be >= epochs_per_round"),
     ({"data": "d.yaml", "schedule": {"epochs_per_round": 10, "total_epochs": 45}},
@@ -111,3 +117,18 @@ def test_epochs_for_reaches_min_steps_on_small_labelled_sets():
     # 40 images at batch 16 = 3 batches: 134 epochs; 840 images = 53 batches: the 10 of epochs_per_round
     assert [s.epochs_for(n, 16) for n in (40, 240, 840)] == [134, 27, 10]
     assert ScheduleConfig().epochs_for(40, 16) == 20  # off by default: epochs_per_round as before
+
+
+def test_recommended_carries_its_calibration_and_other_rules_read_the_config():
+    from detal.config import ScoringConfig, scoring_calibration
+
+    none, temp, diff = (ScoringConfig(calibration=c) for c in ("none", "temperature", "difficulty"))
+    assert scoring_calibration("recommended", none) == "temperature"  # `none` is the default: the alias fills it
+    assert scoring_calibration("recommended", temp) == "temperature"
+    assert scoring_calibration("entropy_wide", none) == "none"  # the rule itself stays uncalibrated
+    assert scoring_calibration("entropy", diff) == "difficulty" and scoring_calibration("random", temp) == "temperature"
+    with pytest.raises(ValueError, match="name entropy_wide to choose your own"):
+        scoring_calibration("recommended", diff)
+    # a study config may combine the rules with flip or difficulty: its cycle section (defaults) is not checked
+    cfg = parse_config({"data": "d.yaml", "strategies": ["random", "entropy_wide"], "scoring": {"measure": "flip"}})
+    assert cfg.cycle.strategy == "recommended" and cfg.scoring.measure == "flip"

@@ -108,15 +108,18 @@ def test_difficulty_calibration_weights_each_box_by_its_class_difficulty(data_ya
     assert not np.allclose(weighted, image_scores(probs, **kw))
 
 
-def test_temperature_calibration_rescales_the_scores_that_rank_the_pool(data_yaml, tmp_path, capsys):
+@pytest.mark.parametrize("strategy, calibration", [("entropy", "temperature"), ("recommended", "none")])
+def test_temperature_calibration_rescales_the_scores_that_rank_the_pool(data_yaml, tmp_path, capsys,
+                                                                        strategy, calibration):
+    """Configured, or carried by `recommended` (whose config says none: the alias fills it in)."""
     import re
 
     from detal.acquisition.uncertainty import image_scores
     from detal.scoring import labelled_temperature
 
-    cfg = _cfg(data_yaml, tmp_path, strategies=["entropy"], scoring={"calibration": "temperature"})
+    cfg = _cfg(data_yaml, tmp_path, strategies=[strategy], scoring={"calibration": calibration})
     run_dir = run_experiment(cfg, quiet=False, backend=fake_backend, annotator=OnTheFakeBoxAnnotator())
-    round2 = run_dir / "seed0" / "entropy" / "round2"
+    round2 = run_dir / "seed0" / strategy / "round2"
     scorer = fake_backend.Scorer(round2 / "weights" / "last.pt")
     labelled = (round2 / "data_train.txt").read_text().split()
     box = np.array([[5, 30 / 160, 30 / 160, 40 / 160, 40 / 160]])

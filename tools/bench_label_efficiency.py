@@ -539,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a variant arm: STRATEGY with config overrides, paired with the study's random arms, "
                         "e.g. mean=entropy_wide:scoring.reduction=mean (repeatable)")
     p.add_argument("--headline", help=f"arm on the last line (default: recommended, else {RECOMMENDED} "
-                                          "(what it resolves to), else mix, else first)")
+                                          "(the rule it selects with), else mix, else first)")
     p.add_argument("--report-only", action="store_true", help="train nothing: numbers of the finished rounds")
     p.add_argument("--jobs", type=int, default=1,
                    help="arms run at once, each in its own process with cores/jobs threads (default 1; "

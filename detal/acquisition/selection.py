@@ -24,7 +24,8 @@ Strategies (`STRATEGIES`):
   starting from a random image of it. Scores are computed (one pass gives features and scores) and
   reported, never used to rank. Meant for the first selection, when the model is weakest
   (`SelectionConfig.first_round: coreset`), but it runs in any round.
-- `recommended`: an alias of the rule the label-efficiency study supports (`RECOMMENDED`, below).
+- `recommended`: an alias of the rule the label-efficiency study supports (`RECOMMENDED`, below), which
+  carries its scoring calibration (`RECOMMENDED_CALIBRATION`: `entropy_wide` on temperature-scaled scores).
 - `entropy_wide`, `mix_wide`: `entropy` and `mix` with a minimum subset size (issue 11's "subset
   degeneracy"): the scored random subset holds at least `ceil(min_subset_factor * k)` images, k the
   number ranked by uncertainty (the budget for `entropy_wide`, the uncertain share for `mix_wide`).
@@ -43,7 +44,7 @@ by score_i * w_i; `Selection.scores` reports that weighted score. Scores are ass
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable
 
@@ -266,6 +267,9 @@ class Strategy:
     scores: bool = True  # calls score_fn at all
     features: bool = False  # needs Scored.features (pooled backbone features: a hook in the scorer)
     random_share: bool = False  # part of every batch is drawn uniformly: unbiased pre-label estimates (`detal status`)
+    # the scoring.calibration the rule carries (`recommended`: the study backs a rule *and* a calibration);
+    # None = the config's. Resolved, and checked against the config, by detal.config.scoring_calibration.
+    calibration: str | None = None
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -280,11 +284,13 @@ STRATEGIES: dict[str, Strategy] = {
 
 
 # `recommended` is an alias: the rule the label-efficiency study supports (docs/label-efficiency.md,
-# issue 11). Configs that name it follow the evidence when it changes; an arm named `recommended`
-# draws the same random numbers as the rule itself (detal.round.selection_rng resolves the alias).
+# issue 11), with the scoring calibration it was measured with. Configs that name it follow the evidence
+# when it changes; an arm named `recommended` draws the same random numbers as the rule itself
+# (detal.round.selection_rng resolves the alias), so it is the study's `wide_temperature` arm exactly.
 RECOMMENDED = "entropy_wide"
+RECOMMENDED_CALIBRATION = "temperature"
 ALIASES = {"recommended": RECOMMENDED}
-STRATEGIES["recommended"] = STRATEGIES[RECOMMENDED]
+STRATEGIES["recommended"] = replace(STRATEGIES[RECOMMENDED], calibration=RECOMMENDED_CALIBRATION)
 
 
 def resolve(name: str) -> str:

@@ -473,12 +473,17 @@ def test_reference_rules_ignore_min_subset_factor():
 
 
 def test_recommended_is_an_alias_of_a_registered_rule():
-    from detal.acquisition.selection import RECOMMENDED, resolve
+    from detal.acquisition.selection import RECOMMENDED, RECOMMENDED_CALIBRATION, resolve
     from detal.round import selection_rng
 
     assert RECOMMENDED in STRATEGIES and RECOMMENDED != "recommended"
     assert resolve("recommended") == RECOMMENDED and resolve("mix") == "mix"
-    assert STRATEGIES["recommended"] is STRATEGIES[RECOMMENDED]
+    alias, rule = STRATEGIES["recommended"], STRATEGIES[RECOMMENDED]
+    # the same rule, plus the calibration the study measured it with (detal.config.scoring_calibration)
+    assert alias.run is rule.run and (alias.scores, alias.features, alias.random_share) == (
+        rule.scores, rule.features, rule.random_share)
+    assert alias.calibration == RECOMMENDED_CALIBRATION and rule.calibration is None
+    assert all(st.calibration is None for n, st in STRATEGIES.items() if n != "recommended")
     # same seed: an arm named `recommended` draws exactly what the rule's own arm draws
     for seed in range(3):
         a = select("recommended", np.arange(UNIVERSE), 25, selection_rng(seed, "recommended"), FakeScorer())

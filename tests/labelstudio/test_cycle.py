@@ -251,3 +251,18 @@ def test_dataset_outside_the_document_root_is_one_line_before_anything_exists(ls
         _run(init_project, bad)
     assert "\n" not in str(e.value)
     assert ls.find_project(conn, ls.project_title(bad)) is None  # no empty project left behind
+
+
+def test_cycle_refuses_a_calibration_the_recommended_rule_does_not_carry(tmp_path):
+    """No server needed: the clash is refused in one line before project state or any request exists."""
+    from detal.errors import ConfigError
+
+    raw = {"experiment": "clash", "data": str(tmp_path / "data.yaml"), "output_dir": str(tmp_path / "runs"),
+           "scoring": {"calibration": "difficulty"}, "cycle": {"strategy": "recommended"}}
+    cfg = parse_config(raw)  # a study config may hold this; the live project may not
+    for fn in (init_project, run_cycle):
+        with pytest.raises(ConfigError, match=r"^config: scoring\.calibration / cycle\.strategy: strategy recommended "
+                                              r"is entropy_wide with calibration temperature") as e:
+            _run(fn, cfg)
+        assert "\n" not in str(e.value)
+    assert not (tmp_path / "runs" / "clash" / "project.sqlite").exists()
