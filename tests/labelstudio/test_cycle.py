@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -159,6 +160,31 @@ def test_init_and_three_cycles(ls_server, conn, tmp_path, token, capsys):
     json.dumps(st)  # --json
     out = capsys.readouterr()
     assert assert_no_secret(ls_server.token, cfg.run_dir, texts=(text, out.out, out.err)) > 20
+
+
+def test_recommended_cycle_fits_its_temperature_on_the_annotators_labels(ls_server, conn, tmp_path, token, capsys):
+    """The default live strategy carries a calibration: it is fitted on the labels of record, every cycle."""
+    cfg, root = _project(ls_server, tmp_path, "cycle-rec", strategy="recommended")
+    assert cfg.scoring.calibration == "none"  # the alias fills it in, the config does not name it
+    _run(init_project, cfg)
+    bot = Bot(conn, cfg, root)
+    bot.conn_root = ls_server.document_root.resolve()
+    fits = []
+    for _ in range(2):
+        bot.work(do=0.8, skip=0.0)
+        out = run_cycle(cfg, backend=fake_backend, quiet=False)
+        assert out.trained, out.message
+        err = capsys.readouterr().err
+        fitted = re.findall(r"temperature on the labelled set: ([0-9.]+) \(fitted on (\d+) predicted boxes\)", err)
+        assert len(fitted) == 1, err  # once per cycle, before it selects
+        fits.append((float(fitted[0][0]), int(fitted[0][1])))
+    # the fake predicts 0-3 boxes per image (none on this seed set's 3 images: T = 1, no evidence); once
+    # the first batch is annotated there are boxes to fit on, and its uniform scores are far from calibrated
+    assert all((n == 0 and t == 1.0) or (n > 0 and 0.05 <= t <= 20) for t, n in fits), fits
+    assert fits[-1][1] > 0 and abs(np.log(fits[-1][0])) > 0.05, fits
+    _invariants(cfg, bot)
+    open_train = [t for t in bot.tasks() if not t.annotations and t.data.get("split") != "val"]
+    assert open_train and all(t.predictions for t in open_train)
 
 
 def test_status_says_why_the_prelabel_columns_are_empty():
