@@ -289,6 +289,8 @@ def parse_config(raw: Any, source: str = "<config>") -> Config:
     except ValidationError as exc:
         raise ConfigError(_format_error(exc.errors()[0], source)) from None
     check_calibration(cfg, cfg.strategies, source)  # cycle.strategy is checked where the cycle runs
+    check_calibration(cfg, [cfg.selection.first_round] if cfg.selection.first_round else [], source,
+                      key="selection.first_round")
     if cfg.model.train_args:
         # against Ultralytics' own argument list and value checks, now rather than when round 1 trains
         from detal.detector.train import check_train_overrides

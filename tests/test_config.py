@@ -40,6 +40,8 @@ def test_every_key_has_a_type_comment(path):
     ({"data": "d.yaml", "strategies": ["random", "recommended"], "scoring": {"calibration": "difficulty"}},
      r"scoring\.calibration / strategies: strategy recommended is entropy_wide with calibration temperature "
      r"\(what the label-efficiency study backs\); set calibration none or temperature, or name entropy_wide"),
+    ({"data": "d.yaml", "selection": {"first_round": "recommended"}, "scoring": {"calibration": "difficulty"}},
+     r"scoring\.calibration / selection\.first_round: strategy recommended is entropy_wide with calibration"),
     ({"data": "d.yaml", "strategies": ["recommended"], "scoring": {"measure": "flip"}},
      r"scoring\.calibration / strategies: strategy recommended is entropy_wide with calibration temperature, "
      r"which rescales class scores, and measure flip is not computed from them; name entropy_wide"),
