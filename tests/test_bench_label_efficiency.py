@@ -103,6 +103,19 @@ def test_numbers_are_the_reports_and_the_last_line(study):
         bench.format_study(df, "d", headline="random")
 
 
+def test_an_arm_that_never_reaches_random_reads_never_in_the_table_and_inf_on_the_last_line():
+    from tests.report.tables import RANDOM, metrics
+
+    curves = {}
+    for seed in (0, 1, 2):
+        curves["random", seed] = [y + 0.01 * seed for y in RANDOM]
+        curves["mix", seed] = [y + 0.01 * seed - 0.05 for y in RANDOM]  # below random in every round
+    lines = bench.format_study(metrics(curves), "d")
+    row = next(ln for ln in lines if ln.startswith("mix "))
+    assert row.split()[-6:] == ["never", "[never,", "never]"] * 2 and "inf" not in row, row
+    assert LAST.match(lines[-1]).groups()[:3] == ("inf", "inf", "inf")
+
+
 def test_default_headline_is_the_recommended_rule_then_mix_never_the_best():
     from detal.acquisition.selection import RECOMMENDED
 
@@ -111,15 +124,6 @@ def test_default_headline_is_the_recommended_rule_then_mix_never_the_best():
     assert bench.headline_strategy(["random", "entropy", "mix"]) == "mix"
     assert bench.headline_strategy(["random", "diverse", "entropy"]) == "diverse"
     assert bench.headline_strategy(["random"]) is None
-
-
-def test_ratio_of_labels_saved():
-    iv = stats.Interval(0.25, -math.inf, 0.5, 3)
-    ls = stats.LabelsSaved(target=0.5, needed=75.0, baseline_needed=100.0, saved=25.0, fraction=0.25, interval=iv)
-    r = bench.Ratio.of(ls)
-    assert (r.value, r.low, r.high) == (0.75, 0.5, math.inf)
-    never = stats.LabelsSaved(0.5, math.nan, 100.0, math.nan, math.nan, stats.Interval(-math.inf, -math.inf, -math.inf, 3))
-    assert bench.Ratio.of(never).value == math.inf
 
 
 def test_requires_random_and_empty_study(data_yaml, tmp_path):

@@ -55,8 +55,8 @@ def test_pairs_every_arm_with_every_later_arm_across_studies(two_studies, capsys
     df = compare.load_arms([compare.ArmRef.parse(a) for a in arms], [0, 1], two_studies)
     assert set(df["strategy"]) == {"e2", "r2", "r1"} and len(df) == 3 * 2 * 3
     # the numbers printed are the paired statistics of the report, on the two studies' own rows
-    images = bench.Ratio.of(stats.labels_saved(df, "r2", "r1")).text()
-    boxes = bench.Ratio.of(stats.labels_saved(df, "r2", "r1", x="labeled_boxes")).text()
+    images = stats.Ratio.of(stats.labels_saved(df, "r2", "r1")).text()
+    boxes = stats.Ratio.of(stats.labels_saved(df, "r2", "r1", x="labeled_boxes")).text()
     diffs = stats.paired_diffs(df, "r2", "r1")
     ci = stats.paired_bootstrap(diffs.to_numpy())
     assert re.fullmatch(rf"r2\s+r1\s+2\s+{re.escape(images)}\s+{re.escape(boxes)}\s+"

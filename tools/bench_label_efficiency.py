@@ -16,9 +16,9 @@ N_strategy: the labelled images the strategy's mean learning curve (mean over se
 to first reach random's final mean mAP50-95, linearly interpolated between rounds; N_random: the same
 for random's own curve (its final labelled count, or fewer if random peaked before its last round).
 ratio = 1 - `stats.labels_saved(...).fraction`: 1.0 is "as many labels as random", 0.70 is the issue's
-goal (30% fewer labels), `inf` means the strategy never reached random's final mAP in the rounds run.
-The interval is the same quantity on bootstrap resamples of the seeds' curves (10,000, fixed seed):
-`ci_high=inf` means some resamples never reached the target. A ratio below 1 only counts as a saving
+goal (30% fewer labels), "never" (`inf` on the last line) means the strategy never reached random's
+final mAP in the rounds run. The interval is the same quantity on bootstrap resamples of the seeds'
+curves (10,000, fixed seed): "never" (`ci_high=inf`) means some resamples never reached the target. A ratio below 1 only counts as a saving
 when ci_high < 1. A point estimate at the FIRST round (flagged "<=") may have needed even fewer.
 
 The last line printed is always
@@ -259,31 +259,6 @@ def study_metrics(cfg: Config, variants=()) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- numbers
 
-@dataclass(frozen=True)
-class Ratio:
-    """Labels needed relative to random (1 - LabelsSaved.fraction) with its bootstrap interval."""
-
-    value: float
-    low: float
-    high: float
-    seeds: int
-    at_first_point: bool = False
-
-    @classmethod
-    def of(cls, ls: stats.LabelsSaved) -> "Ratio":
-        def r(f: float) -> float:
-            return math.nan if math.isnan(f) else 1.0 - f  # fraction -inf ("not reached") -> ratio +inf
-
-        value = math.inf if (not ls.reached and not math.isnan(ls.target)) else r(ls.fraction)
-        return cls(value, r(ls.interval.high), r(ls.interval.low), ls.interval.n, ls.at_first_point)
-
-    def text(self) -> str:
-        if math.isnan(self.value):
-            return "n/a"
-        head = f"{'<=' if self.at_first_point else ''}{_num(self.value)}"
-        return head if math.isnan(self.low) else f"{head} [{_num(self.low)}, {_num(self.high)}]"
-
-
 def _num(x: float, fmt: str = ".3f") -> str:
     if math.isnan(x):
         return "nan"
@@ -316,7 +291,7 @@ def study_rows(df: pd.DataFrame) -> list[dict]:
                "auc_sd": float(t["auc_map50_95_sd"]), "cmp": None}
         if s != BASELINE and BASELINE in table.index:
             c = stats.compare(df, s, BASELINE)
-            row.update(cmp=c, images_ratio=Ratio.of(c.images), boxes_ratio=Ratio.of(c.boxes))
+            row.update(cmp=c, images_ratio=stats.Ratio.of(c.images), boxes_ratio=stats.Ratio.of(c.boxes))
         rows.append(row)
     order = {BASELINE: -1}
     return sorted(rows, key=lambda r: order.get(r["strategy"], 0))

@@ -18,8 +18,6 @@ says nothing about which rule is better under one recipe (that is the harness's 
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +30,6 @@ import pandas as pd  # noqa: E402
 
 from detal.errors import DetalError, tool_main  # noqa: E402
 from detal.report import load_runs, stats  # noqa: E402
-
-
-@functools.lru_cache(maxsize=1)
-def _harness():  # the harness's Ratio and number format: one copy of how a ratio is printed
-    spec = importlib.util.spec_from_file_location("bench_label_efficiency", ROOT / "tools" / "bench_label_efficiency.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, mod)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @dataclass(frozen=True)
@@ -81,7 +70,7 @@ def load_arms(arms: list[ArmRef], seeds: list[int], runs: Path) -> pd.DataFrame:
 
 
 def compare_lines(df: pd.DataFrame, labels: list[str]) -> list[str]:
-    ratio = _harness().Ratio.of
+    ratio = stats.Ratio.of
     lines = [f"{'arm':<16}{'against':<16}{'seeds':>6}  {'images needed [95% CI]':<26}{'boxes needed [95% CI]':<26}"
              "final diff [95% CI]"]
     for i, a in enumerate(labels):

@@ -285,6 +285,40 @@ def labels_saved(df: pd.DataFrame, strategy: str, baseline: str = "random", metr
 
 
 @dataclass(frozen=True)
+class Ratio:
+    """Labels needed relative to the baseline (1 - LabelsSaved.fraction), with its bootstrap interval.
+
+    +inf: not reached (on the mean curve, or on enough resamples for an interval end). The study tools
+    print it as "never" in their tables and keep `inf` on their machine-readable lines.
+    """
+
+    value: float
+    low: float
+    high: float
+    seeds: int
+    at_first_point: bool = False
+
+    @classmethod
+    def of(cls, ls: LabelsSaved) -> "Ratio":
+        def r(f: float) -> float:
+            return math.nan if math.isnan(f) else 1.0 - f  # fraction -inf ("not reached") -> ratio +inf
+
+        value = math.inf if (not ls.reached and not math.isnan(ls.target)) else r(ls.fraction)
+        return cls(value, r(ls.interval.high), r(ls.interval.low), ls.interval.n, ls.at_first_point)
+
+    def text(self) -> str:
+        """'0.905 [0.875, 0.930]', '<=0.500' (reached at the first point), 'never [0.967, never]' or 'n/a'."""
+        if math.isnan(self.value):
+            return "n/a"
+
+        def num(x: float) -> str:
+            return "never" if x == math.inf else format(x, ".3f")
+
+        head = f"{'<=' if self.at_first_point else ''}{num(self.value)}"
+        return head if math.isnan(self.low) else f"{head} [{num(self.low)}, {num(self.high)}]"
+
+
+@dataclass(frozen=True)
 class Comparison:
     """Everything the report says about one strategy against the baseline (paired by seed)."""
 

@@ -130,6 +130,20 @@ def test_labels_saved_not_reached_on_one_seed_bounds_the_interval_below():
     assert ls.interval.low == -math.inf and math.isfinite(ls.interval.high)
 
 
+def test_ratio_of_labels_saved_and_how_it_reads():
+    iv = stats.Interval(0.25, -math.inf, 0.5, 3)
+    ls = stats.LabelsSaved(target=0.5, needed=75.0, baseline_needed=100.0, saved=25.0, fraction=0.25, interval=iv)
+    r = stats.Ratio.of(ls)
+    assert (r.value, r.low, r.high) == (0.75, 0.5, math.inf)
+    assert r.text() == "0.750 [0.500, never]"  # some resamples never reached the target
+    never = stats.LabelsSaved(0.5, math.nan, 100.0, math.nan, math.nan, stats.Interval(-math.inf, -math.inf, -math.inf, 3))
+    assert stats.Ratio.of(never).value == math.inf and stats.Ratio.of(never).text() == "never [never, never]"
+    first = stats.LabelsSaved(0.5, 10.0, 100.0, 90.0, 0.9, stats.Interval(0.9, math.nan, math.nan, 1), at_first_point=True)
+    assert stats.Ratio.of(first).text() == "<=0.100"  # one seed: no interval
+    empty = stats.LabelsSaved(math.nan, math.nan, math.nan, math.nan, math.nan, stats.Interval(math.nan, math.nan, math.nan, 0))
+    assert stats.Ratio.of(empty).text() == "n/a"
+
+
 def test_baseline_that_peaked_early_is_measured_the_same_way():
     c = {("random", 0): [0.1, 0.4, 0.3, 0.4], ("mix", 0): [0.1, 0.2, 0.4, 0.45]}
     ls = stats.labels_saved(metrics(c), "mix")
