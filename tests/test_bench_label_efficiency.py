@@ -116,6 +116,19 @@ def test_an_arm_that_never_reaches_random_reads_never_in_the_table_and_inf_on_th
     assert LAST.match(lines[-1]).groups()[:3] == ("inf", "inf", "inf")
 
 
+def test_a_study_whose_models_learned_nothing_says_so_above_the_table():
+    from tests.report.tables import metrics
+
+    flat = {(s, seed): [0.0, 0.0, 0.004] for s in ("random", "mix") for seed in (0, 1)}
+    lines = bench.format_study(metrics(flat), "d")
+    warn = [ln for ln in lines if ln.startswith("warning:")]
+    assert len(warn) == 1 and "0.004" in warn[0] and "train longer" in warn[0]
+    assert lines.index(warn[0]) < next(i for i, ln in enumerate(lines) if ln.startswith("strategy "))
+    assert LAST.match(lines[-1])  # the machine-readable line stays last
+    learned = {(s, seed): [0.1, 0.2, 0.3] for s in ("random", "mix") for seed in (0, 1)}
+    assert not [ln for ln in bench.format_study(metrics(learned), "d") if ln.startswith("warning:")]
+
+
 def test_default_headline_is_the_recommended_rule_then_mix_never_the_best():
     from detal.acquisition.selection import RECOMMENDED
 

@@ -80,6 +80,7 @@ from detal.config import Config, load_config  # noqa: E402
 from detal.errors import BusyError, DetalError  # noqa: E402
 from detal.report import load_runs, write_report  # noqa: E402
 from detal.report import stats  # noqa: E402
+from detal.report.verdict import NOTHING_LEARNED, nothing_learned  # noqa: E402
 
 BASELINE = "random"
 
@@ -327,6 +328,9 @@ def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None, st
     lines = [f"dataset {dataset}: {df['seed'].nunique()} seed(s), strategies {', '.join(r['strategy'] for r in rows)}",
              "ratio = labels the strategy needed to reach random's final mAP50-95 / labels random needed "
              "(< 1 saves labels; goal <= 0.70 with ci_high < 1)", ""]
+    base = next((r for r in rows if r["strategy"] == BASELINE), None)
+    if base is not None and base["map"] < NOTHING_LEARNED:
+        lines[-1:-1] = ["warning: " + nothing_learned(BASELINE, base["map"]).text]
     w = max([12, *(len(r["strategy"]) for r in rows)])
     head = (f"{'strategy':<{w}} {'seeds':>5} {'round':>5} {'images':>6} {'boxes':>6} {'final mAP50-95':>15} "
             f"{'AUC':>13} {'diff vs random [95% CI]':>26} {'images ratio [95% CI]':>24} {'boxes ratio [95% CI]':>24}")

@@ -94,6 +94,7 @@ ul.verdicts { list-style: none; padding: 0; margin: 8px 0; }
 ul.verdicts li { margin: 8px 0; padding: 10px 14px; border-left: 6px solid #9e9e9e; background: #f5f5f5; }
 li.gain { border-color: #2e7d32 !important; background: #edf6ee !important; }
 li.loss { border-color: #c62828 !important; background: #fbeeee !important; }
+li.nothing-learned { border-color: #ef6c00 !important; background: #fff4e5 !important; }
 figure { margin: 14px 0 22px; } figure img { max-width: 100%; height: auto; display: block; }
 figcaption, p.small { color: #555; font-size: 13.5px; }
 p.note, ul.notes li { color: #6d4c00; }

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from detal.report.stats import Comparison, Interval, LabelsSaved, significant, t_interval
 
 MORE_SEEDS = "run more seeds (`--set seeds=[0,1,2]`)"
+NOTHING_LEARNED = 0.01  # the baseline's final mAP50-95 below this: the arms compared are untrained models
 
 
 @dataclass(frozen=True)
 class Verdict:
-    kind: str  # gain | loss | none | one-seed | no-pairs | no-baseline | only-baseline
+    kind: str  # gain | loss | none | one-seed | no-pairs | no-baseline | only-baseline | nothing-learned
     text: str
 
 
@@ -113,4 +114,15 @@ def verdicts(strategies, comparisons: list[Comparison], baseline: str = "random"
         return [Verdict("only-baseline", f"Only the `{baseline}` arm was run: its learning curve is shown, but there "
                                          f"is no other strategy to compare it with; add one to `strategies:` "
                                          f"(e.g. `[{baseline}, mix]`).")]
-    return [compare_verdict(c) for c in comparisons]
+    out = [compare_verdict(c) for c in comparisons]
+    learned = [c.images.target for c in comparisons if not math.isnan(c.images.target)]
+    if learned and max(learned) < NOTHING_LEARNED:
+        out.insert(0, nothing_learned(baseline, max(learned)))
+    return out
+
+
+def nothing_learned(baseline: str, final: float) -> Verdict:
+    """Said first when the baseline ended near zero: every difference then compares untrained models."""
+    return Verdict("nothing-learned", f"{baseline}'s final mAP50-95 is {final:.3f}: the models learned next to "
+                                      "nothing, so the comparisons below say nothing about selection; train longer "
+                                      "(schedule.epochs_per_round, schedule.min_steps_per_round) or check the data.")

@@ -47,6 +47,14 @@ def test_verdicts_and_numbers(report):
     assert "min-max over seeds" in md and "bootstrap" in md
 
 
+def test_a_run_whose_models_learned_nothing_says_so_first(tmp_path):
+    flat = {(s, seed): [0.0, 0.0, 0.0, 0.0] for s in ("random", "mix") for seed in range(2)}
+    html = write_report(write_run(tmp_path / "flat", metrics(flat))).read_text()
+    first = re.search(r'<ul class="verdicts"><li class="([^"]+)">([^<]+)', html)
+    assert first and first.group(1) == "nothing-learned", html[:2000]
+    assert first.group(2).startswith("random's final mAP50-95 is 0.000: the models learned next to nothing")
+
+
 def test_report_is_reproducible(report, tmp_path):
     first = report.read_bytes()
     again = write_report(report.parent, out=tmp_path)

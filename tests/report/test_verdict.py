@@ -85,6 +85,16 @@ def test_no_shared_seed():
     assert v.kind == "no-pairs"
 
 
+def test_untrained_models_are_said_first_and_plainly():
+    flat = {(s, seed): [0.0, 0.0, 0.0, 0.003 * (s == "mix")] for s in ("random", "mix") for seed in range(3)}
+    said, _ = _say(metrics(flat))
+    # +0.003 in every seed is "significant": exactly why the untrained case must be said first
+    assert [v.kind for v in said] == ["nothing-learned", "gain"]
+    assert said[0].text.startswith("random's final mAP50-95 is 0.000: the models learned next to nothing")
+    learned, _ = _say(metrics(gain_curves([0.05, -0.06, 0.01], mix_curve=RANDOM)))
+    assert [v.kind for v in learned] == ["none"]
+
+
 @pytest.mark.parametrize("diffs", [[0.05, 0.06, 0.04], [-0.05, -0.06, -0.04], [0.05, -0.06, 0.01]])
 def test_verdict_numbers_are_the_table_numbers(diffs):
     (v,), (c,) = _say(metrics(gain_curves(diffs)))
