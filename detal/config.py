@@ -47,6 +47,12 @@ class ModelConfig(_Model):
     warm_start: bool = True
     train_args: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, v: Any) -> Any:
+        # YAML and --set read `device: 0` (Ultralytics' and the docs' way to name the first GPU) as an int
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
     @field_validator("arch")
     @classmethod
     def _arch(cls, v: str) -> str:

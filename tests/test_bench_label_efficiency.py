@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from detal.config import parse_config
+from detal.config import load_config, parse_config
 from detal.errors import DetalError
 from detal.report import stats
 from detal.synthetic import generate
@@ -152,7 +152,12 @@ def test_cli_overrides():
                                             "--device", "0", "--set", "schedule.total_epochs=40"])
     assert bench.overrides(args) == ["schedule.total_epochs=40", "seeds=[0,1,2]", "strategies=[random,mix]",
                                      "model.device=0"]
+    assert load_config(ROOT / "configs" / "demo.yaml", bench.overrides(args)).model.device == "0"  # a GPU index
     assert bench.main(["-c", str(ROOT / "configs" / "nope.yaml")]) == 2
+    for bad in ("0", "-3", "two"):
+        with pytest.raises(SystemExit) as exc:
+            bench.build_parser().parse_args(["-c", "x.yaml", "--jobs", bad])
+        assert exc.value.code == 2
 
 
 def test_combined_report_and_time_split(study):

@@ -134,3 +134,14 @@ def test_recommended_carries_its_calibration_and_other_rules_read_the_config():
     # a study config may combine the rules with flip or difficulty: its cycle section (defaults) is not checked
     cfg = parse_config({"data": "d.yaml", "strategies": ["random", "entropy_wide"], "scoring": {"measure": "flip"}})
     assert cfg.cycle.strategy == "recommended" and cfg.scoring.measure == "flip"
+
+
+def test_a_gpu_index_is_a_device_name(tmp_path):
+    # `device: 0` in YAML and `--set model.device=0` arrive as ints; the harness's `--device 0` too
+    p = tmp_path / "c.yaml"
+    p.write_text("data: d/data.yaml\nmodel: {device: 0}\n")
+    assert load_config(p).model.device == "0"
+    assert load_config(p, ["model.device=1"]).model.device == "1"
+    assert load_config(p, ["model.device=0,1"]).model.device == "0,1"
+    with pytest.raises(ConfigError, match="model.device"):
+        load_config(p, ["model.device=true"])

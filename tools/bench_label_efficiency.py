@@ -520,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headline", help=f"arm on the last line (default: recommended, else {RECOMMENDED} "
                                           "(the rule it selects with), else mix, else first)")
     p.add_argument("--report-only", action="store_true", help="train nothing: numbers of the finished rounds")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=positive_int, default=1,
                    help="arms run at once, each in its own process with cores/jobs threads (default 1; "
                         "2 on a 2-core CPU is ~1.5x faster for small models)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-round progress lines")
@@ -535,6 +535,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--repeats", type=int, default=3, help="interleaved repeats per variant (default 3)")
     g.add_argument("--score", type=int, default=400, help="unlabelled images scored (default 400)")
     return p
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of arms at once, 1 or more (e.g. 2)")
+    return n
 
 
 def overrides(args) -> list[str]:
