@@ -24,7 +24,9 @@ from detal.registry import lookup, near_miss
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # coerce_numbers_to_str: YAML and --set read `device: 0` (the first GPU), `experiment: 2024` or a numeric
+    # project title as numbers; a text key takes them as their text instead of refusing its own value
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 class SynthConfig(_Model):
@@ -46,12 +48,6 @@ class ModelConfig(_Model):
     threads: int | None = Field(None, ge=1)
     warm_start: bool = True
     train_args: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("device", mode="before")
-    @classmethod
-    def _device(cls, v: Any) -> Any:
-        # YAML and --set read `device: 0` (Ultralytics' and the docs' way to name the first GPU) as an int
-        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @field_validator("arch")
     @classmethod

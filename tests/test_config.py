@@ -145,3 +145,6 @@ def test_a_gpu_index_is_a_device_name(tmp_path):
     assert load_config(p, ["model.device=0,1"]).model.device == "0,1"
     with pytest.raises(ConfigError, match="model.device"):
         load_config(p, ["model.device=true"])
+    # any text key: a numeric experiment name or project title is its text
+    cfg = load_config(p, ["experiment=2024", "labelstudio.project=7", "scoring.empty=1"])
+    assert (cfg.experiment, cfg.labelstudio.project, cfg.scoring.empty) == ("2024", "7", 1.0)
