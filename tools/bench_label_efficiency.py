@@ -18,8 +18,9 @@ for random's own curve (its final labelled count, or fewer if random peaked befo
 ratio = 1 - `stats.labels_saved(...).fraction`: 1.0 is "as many labels as random", 0.70 is the issue's
 goal (30% fewer labels), "never" (`inf` on the last line) means the strategy never reached random's
 final mAP in the rounds run. The interval is the same quantity on bootstrap resamples of the seeds'
-curves (10,000, fixed seed): "never" (`ci_high=inf`) means some resamples never reached the target. A ratio below 1 only counts as a saving
-when ci_high < 1. A point estimate at the FIRST round (flagged "<=") may have needed even fewer.
+curves (10,000, fixed seed): "never" (`ci_high=inf`) means some resamples never reached the target.
+A ratio below 1 only counts as a saving when ci_high < 1. A point estimate at the FIRST round (flagged
+"<=") may have needed even fewer.
 
 The last line printed is always
 
