@@ -1,7 +1,6 @@
 """tools/bench_label_efficiency.py against the fake detector: runs, resumes, adds seeds, prints the last line."""
 
 import importlib.util
-import math
 import re
 import sys
 from pathlib import Path

@@ -115,9 +115,10 @@ def verdicts(strategies, comparisons: list[Comparison], baseline: str = "random"
                                          f"is no other strategy to compare it with; add one to `strategies:` "
                                          f"(e.g. `[{baseline}, mix]`).")]
     out = [compare_verdict(c) for c in comparisons]
-    learned = [c.images.target for c in comparisons if not math.isnan(c.images.target)]
-    if learned and max(learned) < NOTHING_LEARNED:
-        out.insert(0, nothing_learned(baseline, max(learned)))
+    # every comparison's target is the baseline's final mAP50-95 (NaN where no seed is shared)
+    final = next((c.images.target for c in comparisons if not math.isnan(c.images.target)), math.nan)
+    if final < NOTHING_LEARNED:
+        out.insert(0, nothing_learned(baseline, final))
     return out
 
 
