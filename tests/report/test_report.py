@@ -3,6 +3,11 @@
 import base64
 import os
 import re
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -118,12 +123,57 @@ def test_unwritable_output_is_one_line(tmp_path, monkeypatch):
     assert not list(run.glob(".*.tmp")) and not (run / "report.html").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the test above simulates it")
-def test_read_only_folder(tmp_path):
-    run = write_run(tmp_path / "run", metrics(gain_curves([0.05])), classes=False, per_class=False)
+# Root ignores file modes: as root the same call runs in a forked child that drops to the unprivileged
+# `nobody`, so the operating system itself refuses the write (the test above covers the message by simulation).
+NOBODY = 65534
+
+
+def _write_report_as_nobody(run: Path) -> tuple[int, str]:
+    """(exit code, message) of write_report(run) in a child with nobody's uid and gid: 0 = a DetalError."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            write_report(run)
+        except DetalError as exc:
+            os.write(write, str(exc).encode())
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+            os.write(write, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(write)
+    deadline = time.monotonic() + 120
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("write_report as nobody did not finish in 120 s")
+        time.sleep(0.05)
+    with os.fdopen(read) as f:
+        return os.waitstatus_to_exitcode(done[1]), f.read()
+
+
+def test_read_only_folder():
+    base = Path(tempfile.mkdtemp(prefix="detal-read-only-"))  # not under pytest's 0700 tmp: `nobody` must read it
+    base.chmod(0o755)
+    run = write_run(base / "run", metrics(gain_curves([0.05])), classes=False, per_class=False)
     run.chmod(0o555)
     try:
-        with pytest.raises(DetalError, match="cannot write the report there"):
-            write_report(run)
+        if os.geteuid() != 0:
+            with pytest.raises(DetalError, match="cannot write the report there"):
+                write_report(run)
+        else:
+            code, message = _write_report_as_nobody(run)
+            assert code == 0, message
+            assert message == (f"{run}: cannot write the report there (Permission denied); give a writable folder "
+                               "with --out DIR")
+        assert not (run / "report.html").exists() and not list(run.glob(".*.tmp"))
     finally:
         run.chmod(0o755)
+        shutil.rmtree(base)
