@@ -196,10 +196,13 @@ def cmd_ls_pull(args) -> int:
 
 # ---------------------------------------------------------------- the tree
 
-def _config_args(p: argparse.ArgumentParser, what: str = "experiment config, e.g. configs/demo.yaml") -> None:
+def _config_args(p: argparse.ArgumentParser, what: str = "experiment config, e.g. configs/demo.yaml", *,
+                 quiet: bool = False) -> None:
     p.add_argument("-c", "--config", required=True, metavar="YAML", help=what)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set schedule.total_epochs=40 (repeatable)")
+    if quiet:
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
 def _add(sub, name: str, func, help: str, description: str, **kw) -> argparse.ArgumentParser:
@@ -235,11 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
              "Run every strategy of the config for every seed from the same seed set: train, evaluate on the fixed "
              "val split, select, label, repeat. Resumes a killed run without redoing finished rounds; writes "
              "runs/<experiment>/metrics.csv, selections.csv, per_class.csv, report.html and report.md.")
-    _config_args(p)
+    _config_args(p, quiet=True)
     p.add_argument("--seeds", default=None, metavar="N|LIST",
                    help="shorthand for --set seeds=...: a count (3 -> seeds 0,1,2) or a list (0,4,7)")
     p.add_argument("--overwrite", action="store_true", help="delete earlier results of this experiment and start over")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     p = _add(sub, "check", cmd_check, "check a config and its dataset before spending training time",
              "Validate the config, data.yaml, every image header and every label file. Collects every problem, "
@@ -247,21 +249,20 @@ def build_parser() -> argparse.ArgumentParser:
              "silently drop data. What detal does with each kind of bad input: docs/bad-input.md.")
     _config_args(p)
 
-    p = _add(sub, "init", cmd_init, "start a live Label Studio project: state, project, val set, seed set",
+    # the live project's scheduled commands: same config, same progress switch
+    live = (("init", cmd_init, "start a live Label Studio project: state, project, val set, seed set",
              "Create the project's state (<output_dir>/<experiment>/project.sqlite) and its Label Studio project "
              "(labelling config, local-files storage, a view sorted by uncertainty). The val set is the data.yaml's "
              "labelled val split, else a sample of the pool pushed for annotation first. Images with a label file "
-             "are imported as the labelled seed; otherwise a random seed set is pushed. Safe to run twice.")
-    _config_args(p, "project config: data, labelstudio, cycle (see configs/project.yaml)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-
-    p = _add(sub, "cycle", cmd_cycle, "one scheduled step: pull labels, retrain, select, push pre-labels",
+             "are imported as the labelled seed; otherwise a random seed set is pushed. Safe to run twice."),
+            ("cycle", cmd_cycle, "one scheduled step: pull labels, retrain, select, push pre-labels",
              "One idempotent step for cron: collect finished annotations; once cycle.min_new_labels new labels "
              "arrived and the val set is annotated, retrain, evaluate on val, select the next batch and push it "
              "with pre-labels (open tasks get the new model's pre-labels too). Exit 0 when done or waiting, 2 with "
-             "one line on failure; a second concurrent run exits at once. Killed, it resumes on the next run.")
-    _config_args(p, "project config (see configs/project.yaml)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+             "one line on failure; a second concurrent run exits at once. Killed, it resumes on the next run."))
+    for name, func, short, long in live:
+        _config_args(_add(sub, name, func, short, long), "project config: data, labelstudio, cycle "
+                     "(see configs/project.yaml)", quiet=True)
 
     p = _add(sub, "status", cmd_status, "show a live project: counts, val mAP per round, pre-label quality, last run",
              "Show the project's state: labelled, waiting and pool counts; val mAP per round; the random-share "
@@ -278,11 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "score", cmd_score, "score a folder of images with trained weights (uncertainty + audit table)",
              "Predict every image with the full class vector of each box, compute the configured uncertainty "
              "measure and reduction, and write per-image scores and a per-box audit table.")
-    _config_args(p)
+    _config_args(p, quiet=True)
     p.add_argument("--weights", required=True, help="trained weights (.pt)")
     p.add_argument("--images", required=True, help="image folder (searched recursively) or .txt list")
     p.add_argument("--out", required=True, help="per-image CSV to write; the audit goes next to it as <name>_boxes.csv")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     _labelstudio_tree(sub)
     return parser

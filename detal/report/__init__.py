@@ -29,6 +29,23 @@ def _write(path: Path, data: bytes) -> None:
         raise
 
 
+def write_files(out_dir: Path, files: dict[str, bytes]) -> None:
+    """Write the report's files into `out_dir` (created if needed), each atomically.
+
+    Only builtins and os calls: the tests run it in a child that has dropped its privileges, where no
+    further import may be needed (the checkout may sit in a folder that child cannot enter).
+    Raises DetalError naming the folder and the fix when it is not a folder or not writable."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, payload in files.items():
+            _write(out_dir / name, payload)
+    except FileExistsError:
+        raise DetalError(f"{out_dir}: exists and is not a folder; give a folder with --out DIR") from None
+    except OSError as exc:
+        raise DetalError(f"{out_dir}: cannot write the report there ({exc.strerror or exc}); give a writable "
+                         "folder with --out DIR") from None
+
+
 def _out_dir(run_dirs: list[Path], out: Path | None) -> Path:
     if out is None:
         if len(run_dirs) > 1:
@@ -58,13 +75,5 @@ def write_report(run_dirs: Path | list[Path], out: Path | None = None, labels: d
     blocks, title, pngs = document.build(data, [str(d) for d in dirs])
     files = {**pngs, "report.md": render.markdown(blocks).encode("utf-8"),
              "report.html": render.to_html(blocks, title).encode("utf-8")}
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, payload in files.items():
-            _write(out_dir / name, payload)
-    except FileExistsError:
-        raise DetalError(f"{out_dir}: exists and is not a folder; give a folder with --out DIR") from None
-    except OSError as exc:
-        raise DetalError(f"{out_dir}: cannot write the report there ({exc.strerror or exc}); give a writable "
-                         "folder with --out DIR") from None
+    write_files(out_dir, files)
     return out_dir / "report.html"

@@ -219,7 +219,7 @@ def test_killed_cycle_resumes_without_loss(ls_server, conn, tmp_path, token, mon
     def die(*a, **k):
         raise Killed(stage)
 
-    import detal.cycle as cycle_mod
+    import detal.cycle.cycle as cycle_mod
     from detal.labelstudio import client as client_mod
 
     with monkeypatch.context() as m:

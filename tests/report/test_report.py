@@ -3,16 +3,14 @@
 import base64
 import os
 import re
-import shutil
 import signal
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from detal.errors import DetalError
-from detal.report import write_report
+from detal.report import write_files, write_report
 from tests.report.tables import RANDOM, gain_curves, metrics, write_run
 
 FIGURES = ["map_vs_labeled.png", "paired_diff.png", "per_class_ap.png", "class_makeup.png"]
@@ -123,23 +121,26 @@ def test_unwritable_output_is_one_line(tmp_path, monkeypatch):
     assert not list(run.glob(".*.tmp")) and not (run / "report.html").exists()
 
 
-# Root ignores file modes: as root the same call runs in a forked child that drops to the unprivileged
-# `nobody`, so the operating system itself refuses the write (the test above covers the message by simulation).
+# Root ignores file modes: as root the write runs in a forked child that drops to the unprivileged `nobody`,
+# so the operating system itself refuses it (the test above covers write_report's message by simulation).
+# The child starts inside the folder's parent and imports nothing: it needs no access to the checkout or to
+# any folder above the test's own, so the test passes wherever the checkout lives and whoever runs it.
 NOBODY = 65534
 
 
-def _write_report_as_nobody(run: Path) -> tuple[int, str]:
-    """(exit code, message) of write_report(run) in a child with nobody's uid and gid: 0 = a DetalError."""
+def _write_as_nobody(parent: Path, name: str, files: dict[str, bytes]) -> tuple[int, str]:
+    """(exit code, message) of write_files(name, files) run from `parent` by nobody: 0 = a DetalError."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 1
         try:
             os.close(read)
+            os.chdir(parent)
             os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
-            write_report(run)
+            write_files(Path(name), files)
         except DetalError as exc:
             os.write(write, str(exc).encode())
             code = 0
@@ -153,27 +154,28 @@ def _write_report_as_nobody(run: Path) -> tuple[int, str]:
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            pytest.fail("write_report as nobody did not finish in 120 s")
+            pytest.fail("the write as nobody did not finish in 120 s")
         time.sleep(0.05)
     with os.fdopen(read) as f:
         return os.waitstatus_to_exitcode(done[1]), f.read()
 
 
-def test_read_only_folder():
-    base = Path(tempfile.mkdtemp(prefix="detal-read-only-"))  # not under pytest's 0700 tmp: `nobody` must read it
-    base.chmod(0o755)
-    run = write_run(base / "run", metrics(gain_curves([0.05])), classes=False, per_class=False)
+def test_read_only_folder(tmp_path):
+    run = write_run(tmp_path / "run", metrics(gain_curves([0.05])), classes=False, per_class=False)
     run.chmod(0o555)
     try:
         if os.geteuid() != 0:
-            with pytest.raises(DetalError, match="cannot write the report there"):
+            with pytest.raises(DetalError) as exc:
                 write_report(run)
+            message = str(exc.value)
+            assert message == (f"{run}: cannot write the report there (Permission denied); give a writable "
+                               "folder with --out DIR")
         else:
-            code, message = _write_report_as_nobody(run)
+            tmp_path.chmod(0o711)  # the test's own folder: nobody may pass through it to reach `run`
+            code, message = _write_as_nobody(run.parent, run.name, {"report.md": b"# r", "report.html": b"<p>"})
             assert code == 0, message
-            assert message == (f"{run}: cannot write the report there (Permission denied); give a writable folder "
-                               "with --out DIR")
+            assert message == ("run: cannot write the report there (Permission denied); give a writable "
+                               "folder with --out DIR")
         assert not (run / "report.html").exists() and not list(run.glob(".*.tmp"))
     finally:
         run.chmod(0o755)
-        shutil.rmtree(base)

@@ -1,0 +1,191 @@
+"""`detal cycle`: one idempotent scheduled step. Reconcile with the server, collect finished annotations,
+and once enough new labels arrived and the val set is annotated, run THE round (train, evaluate, score +
+select, push pre-labels, refresh open tasks), then save everything in one transaction."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from detal.annotate import Annotator
+from detal.config import Config
+from detal.cycle.project import Project, eval_images, open_project, save
+from detal.cycle.store import CYCLE_METRIC_COLUMNS, Store, now, project_lock
+from detal.errors import DetalError
+from detal.labels import image_key
+from detal.progress import Progress
+from detal.round import Arm, Collected, class_rows, collect, run_round
+from detal.types import (
+    BOX_EFFORT_KEYS,
+    PER_CLASS_COLUMNS,
+    SELECTED_CLASS_COLUMNS,
+    SELECTION_COLUMNS,
+)
+
+log = logging.getLogger("detal")
+
+
+@dataclass
+class CycleOutcome:
+    trained: bool
+    message: str
+    round: int | None = None
+    metrics: dict | None = None
+
+
+def run_cycle(cfg: Config, *, backend=None, annotator: Annotator | None = None, quiet: bool = False) -> CycleOutcome:
+    progress = Progress(quiet)
+    with project_lock(cfg):
+        p = open_project(cfg, backend=backend, annotator=annotator, progress=progress, must_exist=True)
+        run_id = p.store.begin_run("cycle")
+        t0 = time.perf_counter()
+        try:
+            out = _cycle(p)
+        except BaseException as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            p.store.end_run(run_id, "failed", time.perf_counter() - t0, msg[:500])
+            p.store.close()
+            raise
+        p.store.end_run(run_id, "trained" if out.trained else "waiting", time.perf_counter() - t0, out.message)
+        p.store.close()
+        return out
+
+
+def _adopt_orphans(p: Project) -> dict[str, int]:
+    """Tasks on the server for images the state still has in the pool were pushed by a run that died
+    before saving: they become pending (nothing is lost, nothing is pushed twice). Returns key -> task id."""
+    tasks = getattr(p.arm.annotator, "task_keys", None)
+    if tasks is None:
+        return {}
+    by_key = tasks()  # task key (relative to the document root) -> id
+    to_key = {}
+    root = p.arm.annotator.document_root
+    for arm in (p.arm, p.val_arm):
+        for k, img in zip(arm.keys, arm.images):
+            rel = Path(img).resolve()
+            with contextlib.suppress(ValueError):
+                to_key[rel.relative_to(root).as_posix()] = (arm, k)
+    ids, adopted = {}, 0
+    taken = {id(p.train): p.train.taken(), id(p.val): p.val.taken()}
+    for tkey, tid in by_key.items():
+        if tkey not in to_key:
+            continue
+        arm, k = to_key[tkey]
+        ids[k] = tid
+        state = p.train if arm is p.arm else p.val
+        if k not in taken[id(state)]:
+            state.pending[k] = state.round_done + 1 if arm is p.arm else 1
+            taken[id(state)].add(k)
+            adopted += 1
+    if adopted:
+        log.warning("adopted %d tasks pushed by an interrupted run; they are now waiting for annotation", adopted)
+    return ids
+
+
+def _estimates(p: Project, got: list[Collected]) -> dict:
+    """Pre-label quality on the random share (an unbiased sample of the pool, unseen by the model)."""
+    from detal.labelstudio.format import map50
+
+    tot = dict.fromkeys(BOX_EFFORT_KEYS, 0)
+    n = 0
+    pairs = []
+    for c in got:
+        for img, counts in c.annotations.effort_by_image.items():
+            key = image_key(img, p.ds.root)
+            if p.sources.get(key) == "random":
+                n += 1
+                for k in BOX_EFFORT_KEYS:
+                    tot[k] += counts[k]
+                if img in c.annotations.prelabels:
+                    pairs.append((*c.annotations.prelabels[img], c.annotations.labels[img]))
+    matched = tot["accepted"] + tot["corrected"]
+    pre, final = matched + tot["deleted"], matched + tot["added"]
+    return {"prelabel_images": n,
+            "prelabel_precision": round(matched / pre, 4) if n and pre else float("nan"),
+            "prelabel_recall": round(matched / final, 4) if n and final else float("nan"),
+            # of the pre-labels as shown (boxes >= prelabel.conf): a lower bound of the model's mAP50 on the pool
+            "prelabel_map50": round(map50(pairs, p.ds.nc), 4) if pairs else float("nan"),
+            "edits_per_image": round((tot["corrected"] + tot["deleted"] + tot["added"]) / n, 3) if n else float("nan")}
+
+
+def _cycle(p: Project) -> CycleOutcome:
+    cfg = p.cfg
+    present = set(p.arm.keys) | set(p.val_arm.keys)
+    gone = [k for k in {*p.train.taken(), *p.val.taken()} if k not in present]
+    if gone:
+        p.progress.line(f"warning: {len(gone)} images of the project left the dataset (e.g. {sorted(gone)[0]}); "
+                        "their labels and history are kept")
+    task_ids = _adopt_orphans(p)
+    val_got = collect(p.val_arm, p.val)
+    early = collect(p.arm, p.train)
+    new = sum(len(v) for v in early.joined.values())
+    skipped = len(early.annotations.skipped)
+    val_open = len(p.val.pending)
+    p.progress.line(f"collected {new} new labels ({skipped} skipped), {len(val_got.annotations.labels)} val labels; "
+                    f"{len(p.train.pending)} tasks still open, {val_open} val tasks open")
+    labelled_total = len(p.train.labelled_keys(p.arm.keys))
+    first = p.train.weights is None
+    reason = None
+    if val_open:
+        reason = f"the val set is not fully annotated yet ({val_open} val tasks open)"
+    elif not eval_images(p):
+        reason = "no annotated val image to evaluate on"
+    elif labelled_total == 0:
+        reason = "no labelled image yet"
+    elif new < cfg.cycle.min_new_labels and not (first and labelled_total):
+        reason = f"{new} new labels < cycle.min_new_labels ({cfg.cycle.min_new_labels})"
+    if reason:
+        save(p, task_ids)
+        return CycleOutcome(False, f"no retraining: {reason}")
+    r = p.train.round_done + 1
+    arm = _rearm_val(p)
+    p.train.finished = False
+    res = run_round(arm, p.train, r, last=False)  # a live project has no last round
+    row = res.metrics
+    for k in BOX_EFFORT_KEYS:
+        row[k] += int(early.annotations.effort.get(k, 0))
+    row["skipped"] += skipped
+    est = _estimates(p, [early])
+    row.update(est)
+    res.selected_classes += class_rows(arm, p.train, early)
+    for s in res.selections:
+        p.sources[image_key(Path(s["image"]), p.ds.root)] = s["source"]
+    _record(p, r, res, task_ids)
+    msg = (f"round {r}: trained on {row['labeled_images']} images, val mAP50-95 {row['map50_95']:.3f}, "
+           f"pushed {row['selected_images']} images")
+    _report(p)
+    return CycleOutcome(True, msg, r, row)
+
+
+def _report(p: Project) -> None:
+    """The project's rounds reported as an experiment's are; a report problem never fails the cycle."""
+    from detal.report import write_report
+
+    try:
+        write_report(p.cfg.run_dir)
+    except DetalError as exc:
+        log.warning("the round is saved, but the report was not rewritten: %s", exc)
+
+
+def _rearm_val(p: Project) -> Arm:
+    return replace(p.arm, val=eval_images(p))
+
+
+def _record(p: Project, r: int, res, task_ids: dict[str, int] | None = None) -> None:
+    """Tables under the run folder (as `simulate` writes them), then the state and the round: one transaction."""
+    from detal.simulate import append_rows
+
+    run = p.cfg.run_dir
+    append_rows(run / "metrics.csv", [res.metrics], CYCLE_METRIC_COLUMNS)
+    append_rows(run / "selections.csv", res.selections, SELECTION_COLUMNS)
+    append_rows(run / "per_class.csv", res.per_class, PER_CLASS_COLUMNS)
+    append_rows(run / "selected_classes.csv", res.selected_classes, SELECTED_CLASS_COLUMNS)
+    pool = p.train.pool(p.arm.keys)
+    with p.store.transaction() as db:
+        Store.save(db, p.train, p.val, pool, p.sources, task_ids, present=set(p.arm.keys) | set(p.val_arm.keys))
+        db.execute("INSERT OR REPLACE INTO rounds (round, finished_at, weights, metrics) VALUES (?, ?, ?, ?)",
+                   (r, now(), str(p.train.weights), json.dumps(res.metrics, default=float)))

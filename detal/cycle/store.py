@@ -1,0 +1,141 @@
+"""The live project's state: one SQLite file (WAL) and the lock that keeps one scheduled run at a time.
+
+Per image its status (pool, val, val_pushed, pushed, labelled, skipped), round, source, task id and boxes
+per class; per round its metrics; per run its outcome. Every change of state is one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+from detal.config import Config
+from detal.errors import DetalError
+from detal.lock import exclusive
+from detal.state import ArmState
+from detal.types import METRIC_COLUMNS
+
+SCHEMA_VERSION = 1
+# what the random share of a batch says about the pre-labels on unseen data, once annotated
+ESTIMATE_COLUMNS = ("prelabel_images", "prelabel_precision", "prelabel_recall", "prelabel_map50", "edits_per_image")
+CYCLE_METRIC_COLUMNS = (*METRIC_COLUMNS, *ESTIMATE_COLUMNS)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    key TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('pool', 'val', 'val_pushed', 'pushed', 'labelled', 'skipped')),
+    round INTEGER, source TEXT, task_id INTEGER, boxes TEXT, present INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS rounds (round INTEGER PRIMARY KEY, finished_at TEXT NOT NULL, weights TEXT NOT NULL,
+    metrics TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, command TEXT NOT NULL, started_at TEXT NOT NULL,
+    finished_at TEXT, outcome TEXT, seconds REAL, message TEXT);
+"""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """The project's state in SQLite: ArmState (train pool), the val state, and the history."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # explicit transactions
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise DetalError(f"{self.path}: cannot open the project state ({exc}); check the folder is writable "
+                             "and the file is a detal state database") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    @staticmethod
+    def set_meta(db, **values) -> None:
+        db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                       [(k, json.dumps(v)) for k, v in values.items()])
+
+    @property
+    def initialised(self) -> bool:
+        return self.meta("schema") is not None
+
+    # -- states
+    def load(self) -> tuple[ArmState, ArmState, dict[str, str]]:
+        """(train state, val state, source per key) from the images table and meta."""
+        train, val = ArmState(), ArmState()
+        sources = {}
+        for key, status, rnd, source, boxes in self.db.execute("SELECT key, status, round, source, boxes FROM images"):
+            sources[key] = source
+            if status == "labelled":
+                train.labelled[key], train.boxes[key] = rnd, json.loads(boxes)
+            elif status == "pushed":
+                train.pending[key] = rnd
+            elif status == "skipped":
+                train.skipped[key] = rnd
+            elif status == "val":
+                val.labelled[key], val.boxes[key] = rnd, json.loads(boxes)
+            elif status == "val_pushed":
+                val.pending[key] = rnd
+        train.round_done = self.meta("round_done", 0)
+        train.epochs_trained = self.meta("epochs_trained", 0)
+        train.weights = self.meta("weights")
+        train.rng_state = self.meta("rng_state")
+        return train, val, sources
+
+    @staticmethod
+    def save(db, train: ArmState, val: ArmState, pool: list[str], sources: dict[str, str],
+             task_ids: dict[str, int] | None = None, present: set[str] | None = None) -> None:
+        rows = [(k, "labelled", r, json.dumps(train.boxes[k])) for k, r in train.labelled.items()]
+        rows += [(k, "pushed", r, None) for k, r in train.pending.items()]
+        rows += [(k, "skipped", r, None) for k, r in train.skipped.items()]
+        rows += [(k, "val", r, json.dumps(val.boxes[k])) for k, r in val.labelled.items()]
+        rows += [(k, "val_pushed", r, None) for k, r in val.pending.items()]
+        rows += [(k, "pool", None, None) for k in pool]
+        db.executemany(
+            "INSERT INTO images (key, status, round, boxes, source) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE "
+            "SET status = excluded.status, round = excluded.round, boxes = excluded.boxes, "
+            "source = COALESCE(excluded.source, images.source)",
+            [(k, s, r, b, sources.get(k)) for k, s, r, b in rows])
+        if task_ids:
+            db.executemany("UPDATE images SET task_id = ? WHERE key = ?", [(t, k) for k, t in task_ids.items()])
+        if present is not None:
+            db.execute("UPDATE images SET present = 0")
+            db.executemany("UPDATE images SET present = 1 WHERE key = ?", [(k,) for k in present])
+        Store.set_meta(db, round_done=train.round_done, epochs_trained=train.epochs_trained, weights=train.weights,
+                       rng_state=train.rng_state)
+
+    # -- runs
+    def begin_run(self, command: str) -> int:
+        with self.transaction() as db:
+            return db.execute("INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, now())).lastrowid
+
+    def end_run(self, run_id: int, outcome: str, seconds: float, message: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET finished_at = ?, outcome = ?, seconds = ?, message = ? WHERE id = ?",
+                       (now(), outcome, round(seconds, 2), message, run_id))
+
+
+def project_lock(cfg: Config):
+    """One scheduled run per project at a time (cron can start the next before the last has finished)."""
+    return exclusive(cfg.run_dir / ".cycle.lock", busy=f"{cfg.run_dir}: another detal init/cycle is running on "
+                                                       "this project; this run exits without doing anything")
