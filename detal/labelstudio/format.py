@@ -15,16 +15,14 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from detal.cost import MATCH_IOU, actions, box_iou
 from detal.errors import LabelStudioError
-from detal.types import BOX_EFFORT_KEYS
 
 log = logging.getLogger(__name__)
 
 FROM_NAME = "label"
 TO_NAME = "image"
 DATA_KEY = "image"
-MATCH_IOU = 0.5  # a final box counts as the same object as a pre-label at IoU >= 0.5
-ACCEPT_TOL = 1e-4  # normalised coordinates: an "accepted as is" box moved by less than this (sub-pixel)
 
 
 # ---------------------------------------------------------------- label config
@@ -220,39 +218,13 @@ def region_scores(result: list[dict], spec: LabelSpec) -> np.ndarray:
 
 # ---------------------------------------------------------------- annotator effort
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(m, 4) x (n, 4) normalised cx, cy, w, h -> (m, n) IoU."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    a0, a1 = a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2
-    b0, b1 = b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2
-    lo, hi = np.maximum(a0[:, None], b0[None]), np.minimum(a1[:, None], b1[None])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
-    union = np.prod(a[:, 2:], 1)[:, None] + np.prod(b[:, 2:], 1)[None] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def effort_counts(pre: np.ndarray, final: np.ndarray) -> dict[str, int]:
-    """Match final boxes to pre-labels (greedy by IoU >= 0.5, same class first).
-
-    accepted: matched, same class, box unchanged; corrected: matched but moved or relabelled;
-    deleted: pre-labels without a match; added: final boxes without a match.
-    """
-    pre, final = np.asarray(pre, float).reshape(-1, 5), np.asarray(final, float).reshape(-1, 5)
-    iou = box_iou(pre[:, 1:], final[:, 1:])
-    same = pre[:, :1] == final[:, 0][None]
-    cand = [(not same[i, j], -iou[i, j], i, j) for i, j in zip(*np.nonzero(iou >= MATCH_IOU))]
-    used_p, used_f = set(), set()
-    out = dict.fromkeys(BOX_EFFORT_KEYS, 0)
-    for _, _, i, j in sorted(cand):
-        if i in used_p or j in used_f:
-            continue
-        used_p.add(i)
-        used_f.add(j)
-        unchanged = same[i, j] and np.max(np.abs(pre[i, 1:] - final[j, 1:])) <= ACCEPT_TOL
-        out["accepted" if unchanged else "corrected"] += 1
-    out["deleted"] = len(pre) - len(used_p)
-    out["added"] = len(final) - len(used_f)
-    return out
+    """The report's four effort counts, from detal.cost.actions (one matching for both): accepted as is;
+    corrected = matched but moved or relabelled; deleted; added = drawn."""
+    act = actions(pre, final)
+    matched = len(np.asarray(pre, float).reshape(-1, 5)) - act["deleted"]
+    return {"accepted": act["accepted"], "corrected": matched - act["accepted"], "deleted": act["deleted"],
+            "added": act["drawn"]}
 
 
 def map50(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], nc: int) -> float:

@@ -1,0 +1,73 @@
+"""What an annotator pays to turn the pre-labels shown into the final labels: actions and seconds.
+
+Pure functions over YOLO label arrays (n, 5): class, cx, cy, w, h, normalised. The simulated oracle and
+the Label Studio pull both count actions here; seconds per action are parameters (the config's, where
+the defaults and their sources live), so no driver computes cost on its own.
+
+Actions per image, from matching each final box to at most one pre-label (greedy, IoU >= 0.5, the same
+class first, then the highest IoU):
+- accepted: matched, same class, box unchanged (a click, or nothing, to confirm);
+- moved: matched, same class, box moved or resized;
+- relabelled: matched, class changed (the box may have moved too: one relabel and, if so, one move);
+- deleted: a pre-label without a match (a false box);
+- drawn: a final box without a match (a missed box, drawn from nothing).
+An image with no pre-labels costs the drawing of every box: the from-scratch baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+MATCH_IOU = 0.5  # a final box counts as the same object as a pre-label at IoU >= 0.5
+ACCEPT_TOL = 1e-4  # normalised coordinates: an "accepted as is" box moved by less than this (sub-pixel)
+ACTIONS = ("accepted", "moved", "relabelled", "deleted", "drawn")
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(m, 4) x (n, 4) normalised cx, cy, w, h -> (m, n) IoU."""
+    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
+    a0, a1 = a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2
+    b0, b1 = b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2
+    lo, hi = np.maximum(a0[:, None], b0[None]), np.minimum(a1[:, None], b1[None])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    union = np.prod(a[:, 2:], 1)[:, None] + np.prod(b[:, 2:], 1)[None] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def actions(pre: np.ndarray, final: np.ndarray) -> dict[str, int]:
+    """Counts of ACTIONS that turn the pre-labels `pre` into the labels `final` (both (n, 5) YOLO rows)."""
+    pre, final = np.asarray(pre, float).reshape(-1, 5), np.asarray(final, float).reshape(-1, 5)
+    iou = box_iou(pre[:, 1:], final[:, 1:])
+    same = pre[:, :1] == final[:, 0][None]
+    cand = sorted((not same[i, j], -iou[i, j], i, j) for i, j in zip(*np.nonzero(iou >= MATCH_IOU)))
+    used_p, used_f = set(), set()
+    out = dict.fromkeys(ACTIONS, 0)
+    for _, _, i, j in cand:
+        if i in used_p or j in used_f:
+            continue
+        used_p.add(i)
+        used_f.add(j)
+        moved = bool(np.max(np.abs(pre[i, 1:] - final[j, 1:])) > ACCEPT_TOL)
+        if not same[i, j]:
+            out["relabelled"] += 1
+            out["moved"] += moved  # a relabelled box that also moved pays both
+        else:
+            out["moved" if moved else "accepted"] += 1
+    out["deleted"] = len(pre) - len(used_p)
+    out["drawn"] = len(final) - len(used_f)
+    return out
+
+
+def from_scratch(final: np.ndarray) -> dict[str, int]:
+    """The actions of the same image shown no pre-labels: every box drawn."""
+    return actions(np.zeros((0, 5)), final)
+
+
+def seconds(counts: Mapping[str, float], per_action: Mapping[str, float], per_image: float, images: float = 1) -> float:
+    """Seconds of `images` images with these action counts: images x per_image + sum of count x seconds."""
+    unknown = set(counts) - set(ACTIONS)
+    if unknown:
+        raise ValueError(f"unknown action(s) {sorted(unknown)}; expected {', '.join(ACTIONS)}")
+    return float(images * per_image + sum(float(counts.get(a, 0)) * float(per_action[a]) for a in ACTIONS))

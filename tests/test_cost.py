@@ -1,0 +1,63 @@
+"""The cost model of correcting pre-labels, against hand-counted cases."""
+
+import numpy as np
+import pytest
+
+from detal.cost import ACTIONS, actions, from_scratch, seconds
+from detal.labelstudio.format import effort_counts
+
+A = [0, 0.2, 0.2, 0.1, 0.1]   # class 0, top left
+B = [1, 0.7, 0.7, 0.2, 0.2]   # class 1, bottom right
+C = [0, 0.5, 0.2, 0.1, 0.1]   # class 0, top middle, far from A and B
+
+
+def test_every_action_hand_counted():
+    pre = np.array([A, B, C, [2, 0.9, 0.1, 0.05, 0.05]])
+    final = np.array([
+        A,                              # A accepted as is
+        [1, 0.71, 0.7, 0.2, 0.2],       # B moved by 0.01, same class
+        [1, 0.5, 0.2, 0.1, 0.1],        # C relabelled 0 -> 1, box unchanged
+        [0, 0.2, 0.8, 0.1, 0.1],        # a missed box: drawn
+    ])                                  # the fourth pre-label (class 2) matches nothing: deleted
+    assert actions(pre, final) == {"accepted": 1, "moved": 1, "relabelled": 1, "deleted": 1, "drawn": 1}
+
+
+def test_relabelled_and_moved_pays_both():
+    assert actions([A], [[1, 0.205, 0.2, 0.1, 0.1]]) == {"accepted": 0, "moved": 1, "relabelled": 1,
+                                                         "deleted": 0, "drawn": 0}
+
+
+def test_too_far_is_a_delete_and_a_draw():
+    # IoU of two 0.1-boxes 0.06 apart is 0.25 < 0.5: not the same object
+    assert actions([A], [[0, 0.26, 0.2, 0.1, 0.1]]) == {"accepted": 0, "moved": 0, "relabelled": 0,
+                                                        "deleted": 1, "drawn": 1}
+
+
+def test_same_class_is_matched_first():
+    # two pre-labels on one object: the one of the right class is kept, the other deleted
+    assert actions([[1, 0.2, 0.2, 0.1, 0.1], A], [A]) == {"accepted": 1, "moved": 0, "relabelled": 0,
+                                                          "deleted": 1, "drawn": 0}
+
+
+def test_no_prelabels_is_from_scratch_and_empty_is_free():
+    final = np.array([A, B, C])
+    assert actions(np.zeros((0, 5)), final) == from_scratch(final) == dict.fromkeys(ACTIONS, 0) | {"drawn": 3}
+    assert actions([], []) == dict.fromkeys(ACTIONS, 0)
+    assert actions([A, B], []) == dict.fromkeys(ACTIONS, 0) | {"deleted": 2}
+
+
+def test_seconds():
+    per = {"accepted": 1.0, "moved": 4.0, "relabelled": 3.0, "deleted": 2.0, "drawn": 10.0}
+    counts = {"accepted": 1, "moved": 1, "relabelled": 1, "deleted": 1, "drawn": 1}
+    assert seconds(counts, per, per_image=5.0) == 25.0
+    assert seconds({"drawn": 3}, per, per_image=5.0, images=2) == 40.0  # 2 x 5 + 3 x 10
+    with pytest.raises(ValueError, match="unknown action"):
+        seconds({"corrected": 1}, per, 5.0)
+
+
+def test_effort_counts_derive_from_the_same_matching():
+    pre = np.array([A, B, C, [2, 0.9, 0.1, 0.05, 0.05]])
+    final = np.array([A, [1, 0.71, 0.7, 0.2, 0.2], [1, 0.505, 0.2, 0.1, 0.1], [0, 0.2, 0.8, 0.1, 0.1]])
+    act = actions(pre, final)
+    assert act == {"accepted": 1, "moved": 2, "relabelled": 1, "deleted": 1, "drawn": 1}
+    assert effort_counts(pre, final) == {"accepted": 1, "corrected": 2, "deleted": 1, "added": 1}
