@@ -16,7 +16,7 @@ from pathlib import Path
 from detal import __version__
 from detal.errors import DetalError
 
-EPILOG = "Docs: README.md. Every config key is described in configs/demo.yaml."
+EPILOG = "Docs: README.md and docs/. Every config key: docs/configuration.md."
 REPO = Path(__file__).resolve().parents[1]
 
 
