@@ -29,8 +29,8 @@ Every kind of bad or unusual input and what happens to it (docs/bad-input.md has
   warning  label-duplicates    identical box rows                                   removed (as Ultralytics)
   warning  label-shared        two images with one label file (a.jpg, a.png)        used, both get those boxes
   warning  names-duplicate     two classes with the same name                       used
+  warning  label-orphan        label file without an image (renamed, deleted?)      not used; one line per split
   note     label-missing       image without a label file                           used as an image with no objects
-  note     label-orphan        label file without an image                          not used
   note     label-polygon       polygon rows (segmentation labels)                   used as their bounding boxes
   note     image-exif-rotated  EXIF orientation turns a JPEG/PNG                    used turned, as Ultralytics does
   note     image-ignored       hidden file or suffix detal does not read            not used
@@ -81,8 +81,8 @@ KINDS: dict[str, tuple[str, str]] = {  # kind -> (level, behaviour): the table a
     "label-duplicates": ("warning", "duplicates removed"),
     "label-shared": ("warning", "used"),
     "names-duplicate": ("warning", "used"),
+    "label-orphan": ("warning", "not used"),
     "label-missing": ("note", "no objects"),
-    "label-orphan": ("note", "not used"),
     "label-polygon": ("note", "bounding boxes"),
     "image-exif-rotated": ("note", "used rotated"),
     "image-ignored": ("note", "not used"),
@@ -143,8 +143,21 @@ class CheckReport:
         return dict(sorted(out.items(), key=lambda kv: (LEVELS.index(KINDS[kv[0]][0]), kv[0])))
 
     def lines(self, levels: Sequence[str] = ("error", "exclude", "warning")) -> list[str]:
-        """One line per problem (file, what, fix), for a log; notes are only counted in the summary."""
-        return [f"{p.level}: {p.message}" for p in self.problems if p.level in levels]
+        """One line per problem (file, what, fix), for a log; notes are only counted in the summary.
+        Orphan label files are one line per split: a renamed image folder can leave thousands."""
+        out, orphans = [], defaultdict(list)
+        for p in self.problems:
+            if p.level not in levels:
+                continue
+            if p.kind == "label-orphan":
+                orphans[p.split].append(p.path)
+            else:
+                out.append(f"{p.level}: {p.message}")
+        for split, paths in orphans.items():
+            more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+            out.append(f"warning: {paths[0]}{more}: label file(s) without an image in split '{split}', not used; "
+                       "restore the image (same name, an image suffix) or delete the label file")
+        return out
 
     def summary(self, first: int = 3) -> str:
         """The terminal table: counts per split and class, problems per kind with the first few files."""
@@ -320,15 +333,17 @@ def _label_dirs(spec: Path | None, images: Sequence[Path]) -> set[Path]:
 
 
 def _orphans(ds: Dataset, known: set[Path]) -> list[Problem]:
-    dirs = _label_dirs(ds.train_spec, ds.train) | _label_dirs(ds.val_spec, ds.val)
+    """Label files beside a split's images that belong to no image: silently unused by training otherwise."""
     listed = {s for s in (ds.train_spec, ds.val_spec) if s is not None}
-    found = set()
-    for d in dirs:
-        # recursive only below a separate labels/ tree; a folder shared with the images is read flat
-        pattern = d.rglob("*.txt") if "labels" in d.parts else d.glob("*.txt")
-        found.update(p for p in pattern if not p.name.startswith(".") and p.name != "classes.txt")
-    return [Problem("label-orphan", p, f"{p}: label file without an image; not used") for p in
-            sorted(found - known - listed)]
+    found: dict[Path, str] = {}
+    for split, spec, images in (("val", ds.val_spec, ds.val), ("train", ds.train_spec, ds.train)):
+        for d in _label_dirs(spec, images):
+            # recursive only below a separate labels/ tree; a folder shared with the images is read flat
+            pattern = d.rglob("*.txt") if "labels" in d.parts else d.glob("*.txt")
+            found.update((p, split) for p in pattern if not p.name.startswith(".") and p.name != "classes.txt")
+    return [Problem("label-orphan", p, f"{p}: label file without an image in split '{found[p]}'; not used; restore "
+                                       "the image or delete the label file", found[p])
+            for p in sorted(set(found) - known - listed)]
 
 
 def check_dataset(ds: Dataset, unlabelled_pool: bool = False) -> CheckReport:

@@ -266,16 +266,34 @@ def test_dangling_symlink_is_announced_not_silently_dropped(tmp_path, caplog):
     assert not report.fatal
 
 
-def test_orphan_labels_are_noted_with_the_first_files(tmp_path):
+def test_orphan_labels_are_one_warning_line_naming_the_first_file(tmp_path):
     y = make.dataset(tmp_path)
     orphans = [tmp_path / "labels" / "train" / f"old{i}.txt" for i in range(5)]
     for o in orphans:
         o.write_text(make.BOX)
     (tmp_path / "labels" / "classes.txt").write_text("a\nb\nc\n")  # an export's class list is not an orphan
-    report = check_dataset(load_dataset(y))
-    assert [p.path for p in report.problems if p.kind == "label-orphan"] == orphans
+    ds = load_dataset(y)
+    report = check_dataset(ds)
+    found = [p for p in report.problems if p.kind == "label-orphan"]
+    assert [p.path for p in found] == orphans and {p.split for p in found} == {"train"}
+    assert {p.level for p in found} == {"warning"} and not report.fatal
     row = next(line for line in report.summary().splitlines() if "label-orphan" in line)
-    assert " 5 " in row and "labels/train/old0.txt, labels/train/old1.txt, labels/train/old2.txt, ..." in row
+    assert row.startswith("warning") and " 5 " in row
+    assert "labels/train/old0.txt, labels/train/old1.txt, labels/train/old2.txt, ..." in row
+    # what simulate and cycle log: ONE line for the five, naming the first file, the split and the fix
+    lines = [line for line in report.lines(levels=("exclude", "warning")) if "without an image" in line]
+    assert lines == [f"warning: {orphans[0]} and 4 more: label file(s) without an image in split 'train', not used; "
+                     "restore the image (same name, an image suffix) or delete the label file"]
+    assert usable(ds, report).train == ds.train  # nothing else changes
+
+
+def test_one_orphan_in_val_is_named_alone(tmp_path):
+    y = make.dataset(tmp_path)
+    orphan = tmp_path / "labels" / "val" / "gone.txt"
+    orphan.write_text(make.BOX)
+    lines = [line for line in check_dataset(load_dataset(y)).lines() if "without an image" in line]
+    assert lines == [f"warning: {orphan}: label file(s) without an image in split 'val', not used; "
+                     "restore the image (same name, an image suffix) or delete the label file"]
 
 
 def test_unicode_and_spaces_in_names(tmp_path):
