@@ -19,6 +19,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from detal.cost import effort_counts
 from detal.data import label_path, read_labels
 from detal.types import BOX_EFFORT_KEYS, Prediction
 
@@ -64,22 +65,35 @@ class Annotator(Protocol):
 class GroundTruthOracle:
     """The simulated annotator of experiments: the ground-truth label files next to the images.
 
-    A bad label line is a DataError naming file:line, raised when the image is requested.
+    It is shown the pre-labels of the round's model, as a person in Label Studio is, and reports them with the
+    labels, so the round counts what correcting them cost (detal.cost); an image requested without pre-labels
+    (the seed set: no model yet) is drawn from scratch. A bad label line is a DataError naming file:line,
+    raised when the image is requested.
     """
 
-    needs_predictions = False
+    needs_predictions = True
 
     def __init__(self, nc: int):
         self.nc = nc
         self._ready: dict[Path, np.ndarray] = {}
+        self._shown: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
 
     def request(self, req: Request) -> None:
-        for p in req.images:
-            self._ready[Path(p)] = read_labels(label_path(Path(p)), self.nc)
+        for p in map(Path, req.images):
+            self._ready[p] = read_labels(label_path(p), self.nc)
+            pred = req.predictions.get(p)
+            if pred is not None and pred.ok:
+                self._shown[p] = (pred.yolo(), np.asarray(pred.conf, np.float64))
 
     def collect(self, images: Sequence[Path]) -> Annotations:
         out = Annotations()
         for p in map(Path, images):
             # not requested in this process (a resumed run): the files on disk are the same answer
             out.labels[p] = self._ready.pop(p) if p in self._ready else read_labels(label_path(p), self.nc)
+            if p in self._shown:
+                out.prelabels[p] = self._shown.pop(p)
+            counts = effort_counts(out.prelabels[p][0] if p in out.prelabels else np.zeros((0, 5)), out.labels[p])
+            out.effort_by_image[p] = counts
+            for k in BOX_EFFORT_KEYS:
+                out.effort[k] += counts[k]
         return out

@@ -65,9 +65,25 @@ def from_scratch(final: np.ndarray) -> dict[str, int]:
     return actions(np.zeros((0, 5)), final)
 
 
+def effort_counts(pre: np.ndarray, final: np.ndarray) -> dict[str, int]:
+    """The report's four effort counts from the same matching: accepted as is; corrected = matched but moved or
+    relabelled (one per box, however many actions it took); deleted; added = drawn."""
+    act = actions(pre, final)
+    matched = len(np.asarray(pre, float).reshape(-1, 5)) - act["deleted"]
+    return {"accepted": act["accepted"], "corrected": matched - act["accepted"], "deleted": act["deleted"],
+            "added": act["drawn"]}
+
+
 def seconds(counts: Mapping[str, float], per_action: Mapping[str, float], per_image: float, images: float = 1) -> float:
     """Seconds of `images` images with these action counts: images x per_image + sum of count x seconds."""
     unknown = set(counts) - set(ACTIONS)
     if unknown:
         raise ValueError(f"unknown action(s) {sorted(unknown)}; expected {', '.join(ACTIONS)}")
     return float(images * per_image + sum(float(counts.get(a, 0)) * float(per_action[a]) for a in ACTIONS))
+
+
+def image_cost(pre: np.ndarray, final: np.ndarray, per_action: Mapping[str, float],
+               per_image: float) -> tuple[dict[str, int], float, float]:
+    """One image: (action counts, seconds with the pre-labels `pre` shown, seconds drawn from scratch)."""
+    act = actions(pre, final)
+    return act, seconds(act, per_action, per_image), seconds(from_scratch(final), per_action, per_image)

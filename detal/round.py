@@ -16,6 +16,7 @@ round; people in Label Studio are collected at the start of the next run.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import zlib
@@ -27,12 +28,13 @@ import numpy as np
 from detal.acquisition.selection import Selection, resolve, select, strategy as strategy_spec
 from detal.annotate import Annotations, Annotator, Request
 from detal.config import Config, scoring_calibration
+from detal.cost import ACTIONS, image_cost
 from detal.data import atomic_write_text, write_split_yaml
 from detal.labels import LabelStore
 from detal.progress import Progress
 from detal.scoring import ScoringPass, make_scorer, prelabels_for
 from detal.state import ArmState
-from detal.types import BOX_EFFORT_KEYS, EFFORT_KEYS
+from detal.types import ACTION_COLUMNS, BOX_EFFORT_KEYS, EFFORT_KEYS
 
 log = logging.getLogger("detal")
 
@@ -40,8 +42,18 @@ log = logging.getLogger("detal")
 def seed_set(n_pool: int, fraction: float, seed: int) -> np.ndarray:
     """The random seed set of one experiment seed (positions in the pool): shared by every arm."""
     rng = np.random.default_rng(seed)
-    n = min(n_pool, max(1, round(fraction * n_pool)))
+    exact = fraction * n_pool
+    if round(exact) < 1 and n_pool:
+        _warn_once(f"schedule.seed_fraction: {fraction:g} of {n_pool} images is {exact:.2g} images, rounded up to a "
+                   f"seed set of 1; set schedule.seed_fraction to at least {1 / n_pool:.2g} to choose it yourself")
+    n = min(n_pool, max(1, round(exact)))
     return np.sort(rng.choice(n_pool, size=n, replace=False))
+
+
+@functools.lru_cache(maxsize=64)
+def _warn_once(msg: str) -> None:
+    """A configuration warning once per process, not once per seed or round."""
+    log.warning("%s", msg)
 
 
 def selection_rng(seed: int, strategy: str) -> np.random.Generator:
@@ -111,6 +123,7 @@ class RoundResult:
 class Collected:
     annotations: Annotations
     joined: dict[int, list[str]] = field(default_factory=dict)  # round joined -> keys labelled now
+    actions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))  # detal.cost, summed
 
 
 # ---------------------------------------------------------------- steps
@@ -124,6 +137,7 @@ def collect(arm: Arm, state: ArmState) -> Collected:
     ann = arm.annotator.collect([arm.path_of(k) for k in waiting])
     by_path = {arm.path_of(k): k for k in waiting}
     nc = len(arm.names)
+    cost = arm.cfg.cost
     for path, labels in ann.labels.items():
         key = by_path.get(Path(path))
         if key is None:
@@ -131,6 +145,13 @@ def collect(arm: Arm, state: ArmState) -> Collected:
         arm.store.put(key, path, labels)
         counts = np.bincount(np.asarray(labels)[:, 0].astype(np.int64), minlength=nc) if len(labels) else np.zeros(nc, np.int64)
         out.joined.setdefault(state.label(key, counts), []).append(key)
+        # what this image cost the annotator: the pre-labels it was shown (none: drawn from scratch) -> its labels
+        shown = ann.prelabels.get(path)
+        act, sec, scratch = image_cost(shown[0] if shown is not None else np.zeros((0, 5)), labels,
+                                       cost.per_action, cost.per_image)
+        state.seconds[key] = [round(sec, 3), round(scratch, 3)]
+        for a in ACTIONS:
+            out.actions[a] += act[a]
     for path in ann.skipped:
         if (key := by_path.get(Path(path))) is not None:
             state.skip(key)
@@ -200,7 +221,11 @@ def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
     cfg = arm.cfg
     taken = state.taken()  # once: a set per key would make this quadratic in the pool
     pool_ids = np.array([i for i, k in enumerate(arm.keys) if k not in taken], dtype=np.int64)
-    budget = min(max(1, round(cfg.schedule.select_fraction * len(arm.images))), pool_ids.size)
+    wanted = max(1, round(cfg.schedule.select_fraction * len(arm.images)))
+    budget = min(wanted, pool_ids.size)
+    if wanted > pool_ids.size:
+        arm.progress.line(f"{arm.tag} warning: schedule.select_fraction asks for {wanted} images, but only "
+                          f"{pool_ids.size} are left in the pool; selecting those {pool_ids.size}")
     spec = strategy_spec(name)
     scoring = None
     if spec.scores or arm.annotator.needs_predictions:
@@ -272,7 +297,8 @@ def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
            "epochs_trained": state.epochs_trained, "labeled_images": len(labelled), "labeled_boxes": n_boxes,
            "map50_95": ev.map50_95, "map50": ev.map50, "train_seconds": round(tr.seconds, 2),
            "eval_seconds": round(eval_s, 2), "select_seconds": 0.0, "scored_images": 0, "selected_images": 0,
-           **dict.fromkeys(EFFORT_KEYS, 0)}
+           **dict.fromkeys(EFFORT_KEYS, 0), **dict.fromkeys(ACTION_COLUMNS, 0)}
+    row["annotation_seconds"], row["scratch_seconds"] = (round(v, 1) for v in state.labelled_seconds(labelled))
     result = RoundResult(row)
     collected = [early]
     pool_left = len(state.pool(arm.keys))
@@ -294,7 +320,7 @@ def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
         result.selections = [{"experiment": arm.experiment, "strategy": arm.strategy, "seed": arm.seed, "round": r,
                               "image": str(p), "score": s, "source": src}
                              for p, s, src in zip(images, sel.scores, sel.sources)]
-        if scoring is not None and scoring.audit_images is not None:
+        if scoring is not None and scoring.audit_images:  # a strategy that scored nothing has no audit
             import pandas as pd
 
             for name, rows in (("scores.csv", scoring.audit_images), ("scores_boxes.csv", scoring.audit_boxes)):
@@ -305,6 +331,8 @@ def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
     for c in collected:
         for k in BOX_EFFORT_KEYS:
             row[k] += int(c.annotations.effort.get(k, 0))
+        for k in ACTION_COLUMNS:
+            row[k] += int(c.actions[k])
         row["skipped"] += len(c.annotations.skipped)
         result.selected_classes += class_rows(arm, state, c)
     result.per_class = [{"experiment": arm.experiment, "strategy": arm.strategy, "seed": arm.seed, "round": r,

@@ -40,8 +40,16 @@ def append_rows(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
     """Append rows to a CSV table by rewriting it atomically: a crash never leaves half a row."""
     if not rows:
         return
-    new = pd.DataFrame(rows, columns=list(columns)).to_csv(index=False, header=not path.exists())
     old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if old and old.split("\n", 1)[0] != ",".join(columns):
+        # a table written by an older detal (fewer columns): rewrite it under today's header, its rows kept and
+        # the new columns empty, rather than append rows that do not line up with its header
+        prev = pd.read_csv(path)
+        merged = pd.concat([prev, pd.DataFrame(rows)], ignore_index=True)
+        atomic_write_text(path, merged.reindex(columns=[*columns, *(c for c in prev if c not in columns)])
+                          .to_csv(index=False))
+        return
+    new = pd.DataFrame(rows, columns=list(columns)).to_csv(index=False, header=not old)
     atomic_write_text(path, old + new)
 
 

@@ -19,6 +19,7 @@ from detal.data import atomic_write_text
 from detal.errors import DataError
 
 STATE_VERSION = 2
+_OPTIONAL = {"seconds"}  # added later within version 2: a state saved before it loads with none measured
 
 
 @dataclass
@@ -32,6 +33,9 @@ class ArmState:
     weights: str | None = None  # the model of round_done (warm start, pre-labels)
     rng_state: dict | None = None  # numpy bit-generator state after round_done's selection
     finished: bool = False
+    # labelled key -> [seconds with the pre-labels shown, seconds from scratch] (detal.cost); absent where not
+    # measured (labelled before detal counted seconds): the totals then say "unknown", never a made-up number
+    seconds: dict[str, list[float]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ derived views
     def taken(self) -> set[str]:
@@ -51,6 +55,13 @@ class ArmState:
         for k in keys:
             counts += np.asarray(self.boxes.get(k, [0] * nc), dtype=np.int64)
         return counts
+
+    def labelled_seconds(self, keys: Iterable[str]) -> tuple[float, float]:
+        """(seconds with pre-labels, seconds from scratch) of the labelled `keys`; NaN when one was not measured."""
+        keys = list(keys)
+        if any(k not in self.seconds for k in keys):
+            return float("nan"), float("nan")
+        return (float(sum(self.seconds[k][0] for k in keys)), float(sum(self.seconds[k][1] for k in keys)))
 
     # ------------------------------------------------------------ transitions
     def request(self, keys: Iterable[str], round_idx: int) -> None:
@@ -88,7 +99,7 @@ class ArmState:
             raise DataError(f"{source}: labelling state of another detal version ({doc.get('version', 1)}); "
                             "rerun with --overwrite to start this experiment over")
         known = set(cls.__dataclass_fields__)
-        missing = sorted(known - set(doc))
+        missing = sorted(known - set(doc) - _OPTIONAL)
         if missing:
             raise DataError(f"{source}: damaged labelling state (missing key '{missing[0]}'); rerun with --overwrite "
                             "to start over")

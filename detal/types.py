@@ -11,12 +11,17 @@ import numpy as np
 # tasks skipped. The one definition: formats, annotators, metrics and reports import it from here.
 BOX_EFFORT_KEYS = ("accepted", "corrected", "deleted", "added")
 EFFORT_KEYS = (*BOX_EFFORT_KEYS, "skipped")
+# What correcting pre-labels cost (detal.cost): the actions of the labels collected in the round that are not
+# already effort keys (accepted and deleted are both), then the seconds of the labelled set the round trained on
+# (cumulative, like labeled_images): with the pre-labels shown, and what the same images cost drawn from scratch.
+ACTION_COLUMNS = ("moved", "relabelled", "drawn")
+SECONDS_COLUMNS = ("annotation_seconds", "scratch_seconds")
 
 # The run folder's tidy tables (one row per record), written by the drivers and read by the report.
 METRIC_COLUMNS = (
     "experiment", "strategy", "seed", "round", "epochs_trained", "labeled_images", "labeled_boxes",
     "map50_95", "map50", "train_seconds", "eval_seconds", "select_seconds", "scored_images", "selected_images",
-    *EFFORT_KEYS,
+    *EFFORT_KEYS, *ACTION_COLUMNS, *SECONDS_COLUMNS,
 )
 SELECTION_COLUMNS = ("experiment", "strategy", "seed", "round", "image", "score", "source")
 # per_class.csv: AP of each class on the val split after each round's training
@@ -50,3 +55,10 @@ class Prediction:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def yolo(self) -> np.ndarray:
+        """The boxes as YOLO label rows (n, 5): class, cx, cy, w, h normalised by the image size."""
+        if not self.ok or not len(self.boxes) or not self.width or not self.height:
+            return np.zeros((0, 5))
+        b = np.asarray(self.boxes, np.float64).reshape(-1, 4) / [self.width, self.height, self.width, self.height]
+        return np.column_stack([np.asarray(self.cls, np.float64), (b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]])

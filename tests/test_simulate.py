@@ -239,3 +239,58 @@ def test_resume_on_another_device_is_the_same_experiment(data_yaml, tmp_path):
     b = _cfg(data_yaml, tmp_path, model={"device": "0", "workers": 8, "threads": 4})
     c = _cfg(data_yaml, tmp_path, model={"device": "cpu", "batch": 4})
     assert config_fingerprint(a) == config_fingerprint(b) != config_fingerprint(c)
+
+
+# ---------------------------------------------------------------- annotation seconds (detal.cost)
+
+def test_oracle_is_shown_prelabels_and_the_round_counts_seconds(data_yaml, tmp_path):
+    cfg = _cfg(data_yaml, tmp_path, strategies=["random", "mix"])
+    m = pd.read_csv(run_experiment(cfg, quiet=True, backend=fake_backend) / "metrics.csv")
+    c = cfg.cost
+    for _, g in m.groupby(["strategy", "seed"]):
+        first = g.iloc[0]
+        collecting = g.iloc[:-1]  # the oracle answers at once: a round's row holds the labels it selected
+        # the seed set had no model: every box of it drawn, and the round-1 model trained on exactly those seconds
+        assert first["annotation_seconds"] == pytest.approx(first["scratch_seconds"])
+        assert first["scratch_seconds"] == pytest.approx(first["labeled_images"] * c.per_image
+                                                         + first["labeled_boxes"] * c.drawn, abs=0.5)
+        # from scratch always costs images x per_image + boxes x drawn; with pre-labels shown, the fake model's
+        # boxes are accepted, moved, relabelled or deleted: some action other than drawing happened
+        assert (g["scratch_seconds"] == (g["labeled_images"] * c.per_image + g["labeled_boxes"] * c.drawn)
+                .round(1)).all()
+        assert (collecting[["accepted", "moved", "relabelled", "deleted"]].sum(axis=1) > 0).all()
+        assert g.iloc[-1][["accepted", "moved", "relabelled", "deleted", "drawn"]].sum() == 0  # nothing after it
+        assert (g["annotation_seconds"].diff().dropna() > 0).all()
+    # every action of a round's labels, summed: the collected boxes are accepted + moved-only + relabelled + drawn
+    assert set(METRIC_COLUMNS) >= {"moved", "relabelled", "drawn", "annotation_seconds", "scratch_seconds"}
+
+
+class _BlindOracle(__import__("detal.annotate", fromlist=["x"]).GroundTruthOracle):
+    needs_predictions = False  # the oracle as it was before it was shown pre-labels
+
+
+def test_showing_prelabels_changes_no_selection(data_yaml, tmp_path):
+    strategies = ["random", "entropy", "mix"]
+    runs = []
+    for name, annotator in (("shown", None), ("blind", _BlindOracle(6))):
+        cfg = _cfg(data_yaml, tmp_path / name, strategies=strategies)
+        runs.append(run_experiment(cfg, quiet=True, backend=fake_backend, annotator=annotator))
+    shown, blind = (pd.read_csv(r / "selections.csv") for r in runs)
+    pd.testing.assert_frame_equal(shown, blind)
+    ms, mb = (pd.read_csv(r / "metrics.csv") for r in runs)
+    assert (ms["map50_95"] == mb["map50_95"]).all()
+    # blind: every image costs its drawing; shown: the same images cost what their pre-labels leave to do
+    assert (mb["annotation_seconds"] == mb["scratch_seconds"]).all()
+    assert (ms["scratch_seconds"] == mb["scratch_seconds"]).all()
+
+
+def test_a_table_of_an_older_detal_gains_the_new_columns(tmp_path):
+    from detal.simulate import append_rows
+
+    path = tmp_path / "metrics.csv"
+    path.write_text("strategy,seed,round,map50_95\nrandom,0,1,0.5\n")
+    append_rows(path, [{"strategy": "random", "seed": 0, "round": 2, "map50_95": 0.6, "annotation_seconds": 12.5}],
+                ("strategy", "seed", "round", "map50_95", "annotation_seconds"))
+    t = pd.read_csv(path)
+    assert list(t.columns) == ["strategy", "seed", "round", "map50_95", "annotation_seconds"]
+    assert t["map50_95"].tolist() == [0.5, 0.6] and t["annotation_seconds"].isna().tolist() == [True, False]
