@@ -108,7 +108,8 @@ class SelectionConfig(_Model):
 
 # Where and how fast a run goes, not what the experiment is: a run started on CPU may resume on a GPU,
 # and a training shared between arms (detal.shared_training) does not depend on them.
-NOT_THE_EXPERIMENT = {"model": ("device", "workers", "threads"), "scoring": ("workers",)}
+NOT_THE_EXPERIMENT = {"model": ("device", "workers", "threads"), "scoring": ("workers", "engine"),
+                      "ray": ("address", "actors", "cpus_per_actor", "gpus_per_actor")}
 
 
 class ScoringConfig(_Model):
@@ -122,6 +123,7 @@ class ScoringConfig(_Model):
     workers: int = Field(2, ge=0)
     audit: bool = False
     calibration: Literal["none", "difficulty", "temperature"] = "none"
+    engine: Literal["local", "ray"] = "local"  # where the scoring pass runs (ray: detal.engines.ray_scoring)
 
     @field_validator("measure")
     @classmethod
@@ -145,6 +147,27 @@ class ScoringConfig(_Model):
             raise ValueError("calibration temperature rescales class scores, and measure flip is not computed "
                              "from them; use calibration none or difficulty with flip")
         return self
+
+
+class RayConfig(_Model):
+    """The Ray cluster of `scoring.engine: ray` (detal.engines.ray_scoring; docs/scale-out.md)."""
+
+    address: str | None = None  # None: start a local Ray here; auto: this node's cluster; HOST:PORT, ray://HOST:PORT
+    actors: int | None = Field(None, ge=1)  # scoring actors; None: as many as the cluster's CPUs (GPUs) hold
+    cpus_per_actor: float = Field(1.0, gt=0)
+    gpus_per_actor: float = Field(0.0, ge=0)  # > 0: each actor scores on its GPU share
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None or v == "auto":
+            return v
+        rest = v[len("ray://"):] if v.startswith("ray://") else v
+        host, sep, port = rest.rpartition(":")
+        if "://" in rest or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT (Ray Client, e.g. "
+                             "ray://10.0.0.5:10001), auto (the cluster this node belongs to) or null (a local Ray)")
+        return v
 
 
 class PrelabelConfig(_Model):
@@ -204,6 +227,14 @@ class CostConfig(_Model):
         return {a: float(getattr(self, a)) for a in ACTIONS}
 
 
+class ReportConfig(_Model):
+    """How the comparison report judges (detal report, the end of simulate and cycle); not part of the experiment."""
+
+    # the cost the verdict's "labels saved" sentence is measured in: what annotators pay (seconds, with
+    # pre-labels), or the counts of labelled images or boxes
+    cost_axis: Literal["images", "boxes", "seconds"] = "seconds"
+
+
 class LabelStudioConfig(_Model):
     url: str = "http://127.0.0.1:8080"
     api_key_env: str = "LABEL_STUDIO_API_KEY"
@@ -225,10 +256,12 @@ class Config(_Model):
     schedule: ScheduleConfig = ScheduleConfig()
     selection: SelectionConfig = SelectionConfig()
     scoring: ScoringConfig = ScoringConfig()
+    ray: RayConfig = RayConfig()
     prelabel: PrelabelConfig = PrelabelConfig()
     labelstudio: LabelStudioConfig = LabelStudioConfig()
     cycle: CycleConfig = CycleConfig()
     cost: CostConfig = CostConfig()
+    report: ReportConfig = ReportConfig()
 
     @field_validator("strategies")
     @classmethod

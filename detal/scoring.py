@@ -46,6 +46,12 @@ def make_scorer(cfg: Config, weights: Path, *, device: str, features: bool = Fal
         from detal import detector as backend
     sc = cfg.scoring
     extra = {"flip": True} if sc.measure == FLIP else {}  # the flipped pass doubles inference: only when used
+    if sc.engine == "ray":  # the same backend.Scorer, inside Ray Data actors (docs/scale-out.md)
+        from detal.engines.ray_scoring import RayScorer
+
+        return RayScorer(weights, backend=backend.__name__, ray=cfg.ray, imgsz=cfg.model.imgsz, batch=sc.batch,
+                         conf=min(sc.conf, cfg.prelabel.conf), iou=sc.iou, workers=sc.workers, features=features,
+                         **extra)
     return backend.Scorer(weights, imgsz=cfg.model.imgsz, device=device, batch=sc.batch,
                           conf=min(sc.conf, cfg.prelabel.conf), iou=sc.iou, workers=sc.workers, features=features,
                           **extra)
