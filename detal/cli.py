@@ -71,7 +71,8 @@ def cmd_report(args) -> int:
     for d in dirs:
         if not (d / "metrics.csv").exists():
             raise DetalError(f"{d}: no metrics.csv; give a run folder such as runs/demo")
-    out = write_report(dirs if len(dirs) > 1 else dirs[0], Path(args.out) if args.out else None)
+    out = write_report(dirs if len(dirs) > 1 else dirs[0], Path(args.out) if args.out else None,
+                       cost_axis=args.cost_axis)
     print(f"report: {out}")
     return 0
 
@@ -275,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
              "folders (runs/<experiment>).")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s), e.g. runs/demo")
     p.add_argument("--out", default=None, help="folder for the report (default: the run folder, when there is one)")
+    p.add_argument("--cost-axis", choices=("seconds", "images", "boxes"), default=None,
+                   help="what the verdicts' labels saved is measured in (default: report.cost_axis of the run's "
+                        "config, seconds: annotation time with pre-labels)")
 
     p = _add(sub, "score", cmd_score, "score a folder of images with trained weights (uncertainty + audit table)",
              "Predict every image with the full class vector of each box, compute the configured uncertainty "

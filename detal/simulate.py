@@ -53,8 +53,9 @@ def append_rows(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
     atomic_write_text(path, old + new)
 
 
-# sections only the other driver reads (the scheduled job on a live project)
-_OTHER_DRIVER = ("cycle",)
+# sections that do not change the experiment: only the other driver reads them (the scheduled job on a live
+# project), or only the report does (how it judges what the tables hold)
+_OTHER_DRIVER = ("cycle", "report")
 
 
 def _fingerprint(doc: dict) -> str:

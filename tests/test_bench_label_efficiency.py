@@ -15,7 +15,8 @@ from detal.synthetic import generate
 from tests import fake_backend
 
 ROOT = Path(__file__).resolve().parents[1]
-LAST = re.compile(r"^labels_saved_vs_random=(\S+) ci_low=(\S+) ci_high=(\S+) strategy=(\S+) dataset=(\S+)$")
+LAST = re.compile(r"^labels_saved_vs_random=(\S+) ci_low=(\S+) ci_high=(\S+) strategy=(\S+) dataset=(\S+) "
+                  r"seconds_saved_vs_random=(\S+) seconds_vs_from_scratch=(\S+)$")
 
 
 def _tool():
@@ -94,6 +95,11 @@ def test_numbers_are_the_reports_and_the_last_line(study):
     assert ratio == pytest.approx(1 - ls.fraction, abs=1e-3)
     assert float(m.group(2)) == pytest.approx(1 - ls.interval.high, abs=1e-3)
     assert float(m.group(3)) == pytest.approx(1 - ls.interval.low, abs=1e-3)
+    # the seconds ratios are the report's labels_saved on annotation seconds (and against random from scratch)
+    secs = stats.labels_saved(df, "mix", "random", x="annotation_seconds")
+    scratch = stats.labels_saved(df, "mix", "random", x="annotation_seconds", baseline_x="scratch_seconds")
+    assert float(m.group(6)) == pytest.approx(stats.Ratio.of(secs).value, abs=1e-3)
+    assert float(m.group(7)) == pytest.approx(stats.Ratio.of(scratch).value, abs=1e-3)
     text = "\n".join(lines)
     for s in ("random", "entropy", "mix"):
         assert re.search(rf"^{s}\s+2\s+3\s", text, re.M), s

@@ -25,7 +25,12 @@ A ratio below 1 only counts as a saving when ci_high < 1. A point estimate at th
 The last line printed is always
 
     labels_saved_vs_random=<ratio> ci_low=<..> ci_high=<..> strategy=<name> dataset=<name>
+        seconds_saved_vs_random=<ratio> seconds_vs_from_scratch=<ratio>
 
+(one line) for the headline strategy. The seconds ratios are the same quantity on annotation seconds
+(issue 23): every labelled image is shown its round model's pre-labels and costs the seconds of what the
+annotator does to them (detal.cost, `cost:` in the config); `seconds_vs_from_scratch` compares the
+strategy's seconds with random's images drawn from scratch (pre-labels and selection together). This is
 for the headline strategy (`--headline`; default `recommended` when it is an arm, else the rule
 `recommended` resolves to when that is an arm, else `mix`, else the first non-random arm: never the best
 of several arms, which would be a selection bias).
@@ -293,7 +298,8 @@ def study_rows(df: pd.DataFrame) -> list[dict]:
                "auc_sd": float(t["auc_map50_95_sd"]), "cmp": None}
         if s != BASELINE and BASELINE in table.index:
             c = stats.compare(df, s, BASELINE)
-            row.update(cmp=c, images_ratio=stats.Ratio.of(c.images), boxes_ratio=stats.Ratio.of(c.boxes))
+            row.update(cmp=c, images_ratio=stats.Ratio.of(c.images), boxes_ratio=stats.Ratio.of(c.boxes),
+                       seconds_ratio=stats.Ratio.of(c.seconds), scratch_ratio=stats.Ratio.of(c.scratch))
         rows.append(row)
     order = {BASELINE: -1}
     return sorted(rows, key=lambda r: order.get(r["strategy"], 0))
@@ -324,28 +330,33 @@ def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None, st
     if df.empty:
         name = headline_strategy(strategies, headline) if strategies else None
         return ["no finished round yet",
-                f"labels_saved_vs_random=nan ci_low=nan ci_high=nan strategy={name or 'none'} dataset={dataset}"]
+                f"labels_saved_vs_random=nan ci_low=nan ci_high=nan strategy={name or 'none'} dataset={dataset} "
+                "seconds_saved_vs_random=nan seconds_vs_from_scratch=nan"]
     rows = study_rows(df)
     lines = [f"dataset {dataset}: {df['seed'].nunique()} seed(s), strategies {', '.join(r['strategy'] for r in rows)}",
-             "ratio = labels the strategy needed to reach random's final mAP50-95 / labels random needed "
-             "(< 1 saves labels; goal <= 0.70 with ci_high < 1)", ""]
+             "ratio = cost (annotation seconds, images, boxes) the strategy needed to reach random's final mAP50-95 / "
+             "the cost random needed (< 1 saves; goal <= 0.70 with ci_high < 1); 'vs scratch': its seconds against "
+             "random's images drawn from scratch (goal <= 0.35)", ""]
     base = next((r for r in rows if r["strategy"] == BASELINE), None)
     if base is not None and base["map"] < NOTHING_LEARNED:
         lines[-1:-1] = ["warning: " + nothing_learned(BASELINE, base["map"]).text]
     w = max([12, *(len(r["strategy"]) for r in rows)])
     head = (f"{'strategy':<{w}} {'seeds':>5} {'round':>5} {'images':>6} {'boxes':>6} {'final mAP50-95':>15} "
-            f"{'AUC':>13} {'diff vs random [95% CI]':>26} {'images ratio [95% CI]':>24} {'boxes ratio [95% CI]':>24}")
+            f"{'AUC':>13} {'diff vs random [95% CI]':>26} {'seconds ratio [95% CI]':>24} "
+            f"{'vs scratch [95% CI]':>24} {'images ratio [95% CI]':>24} {'boxes ratio [95% CI]':>24}")
     lines.append(head)
     for r in rows:
-        diff = ims = bxs = ""
+        diff = ims = bxs = secs = scr = ""
         if r["cmp"] is not None:
             d = r["cmp"].diff
             diff = f"{d.estimate:+.3f}" + ("" if math.isnan(d.low) else f" [{d.low:+.3f}, {d.high:+.3f}]")
             ims, bxs = r["images_ratio"].text(), r["boxes_ratio"].text()
+            secs, scr = r["seconds_ratio"].text(), r["scratch_ratio"].text()
         sd = "" if math.isnan(r["map_sd"]) else f" ({r['map_sd']:.3f})"
         auc_sd = "" if math.isnan(r["auc_sd"]) else f" ({r['auc_sd']:.3f})"
         lines.append(f"{r['strategy']:<{w}} {r['seeds']:>5} {r['round']:>5} {r['images']:>6} {r['boxes']:>6} "
-                     f"{(_num(r['map']) + sd):>15} {(_num(r['auc']) + auc_sd):>13} {diff:>26} {ims:>24} {bxs:>24}")
+                     f"{(_num(r['map']) + sd):>15} {(_num(r['auc']) + auc_sd):>13} {diff:>26} {secs:>24} {scr:>24} "
+                     f"{ims:>24} {bxs:>24}")
     lines += ["", "mean seconds per round (train / eval / score+select; train over the rounds an arm trained, "
                   "not the first rounds it reused from another arm of its seed):"]
     for s, t in time_split(df).iterrows():
@@ -354,12 +365,19 @@ def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None, st
                      + reused)
     name = headline_strategy(list(strategies or [r["strategy"] for r in rows]), headline)
     hit = next((r for r in rows if r["strategy"] == name and r["cmp"] is not None), None)
+    saving = stats.prelabel_saving(df)
+    if not saving.empty:
+        lines += ["", "pre-labels: hours of the labelled images at the last round, with pre-labels / from scratch:"]
+        lines += [f"  {s:<{w}} {t['hours']:7.2f} h / {t['scratch_hours']:7.2f} h = {t['ratio']:.3f}"
+                  for s, t in saving.iterrows()]
     if hit is None:
-        lines.append(f"labels_saved_vs_random=nan ci_low=nan ci_high=nan strategy={name or 'none'} dataset={dataset}")
+        lines.append(f"labels_saved_vs_random=nan ci_low=nan ci_high=nan strategy={name or 'none'} dataset={dataset} "
+                     "seconds_saved_vs_random=nan seconds_vs_from_scratch=nan")
     else:
         q = hit["images_ratio"]
         lines.append(f"labels_saved_vs_random={_num(q.value)} ci_low={_num(q.low)} ci_high={_num(q.high)} "
-                     f"strategy={name} dataset={dataset}")
+                     f"strategy={name} dataset={dataset} seconds_saved_vs_random={_num(hit['seconds_ratio'].value)} "
+                     f"seconds_vs_from_scratch={_num(hit['scratch_ratio'].value)}")
     return lines
 
 

@@ -55,13 +55,28 @@ def _out_dir(run_dirs: list[Path], out: Path | None) -> Path:
     return Path(out)
 
 
-def write_report(run_dirs: Path | list[Path], out: Path | None = None, labels: dict[Path, str] | None = None) -> Path:
+def cost_axis_of(run_dir: Path) -> str:
+    """report.cost_axis of the config a run folder was made with (its config.yaml), else the default."""
+    import yaml
+
+    from detal.config import ReportConfig
+
+    try:
+        doc = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8")) or {}
+        return ReportConfig.model_validate((doc.get("config") or {}).get("report") or {}).cost_axis
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, ValueError):
+        return ReportConfig().cost_axis  # no or another config: the report still judges, on the default
+
+
+def write_report(run_dirs: Path | list[Path], out: Path | None = None, labels: dict[Path, str] | None = None,
+                 cost_axis: str | None = None) -> Path:
     """Write report.html, report.md and the figures' PNGs; return the path of report.html.
 
     `run_dirs` is one run folder or a list of them (the same folder twice counts once). The report goes
     to `out`, created if needed; by default to the run folder itself when there is one. Several folders
     need an explicit `out`: writing a combined report into one of them would pass it off as that run's.
-    `labels` renames the strategy of a folder's tables (see `load_runs`).
+    `labels` renames the strategy of a folder's tables (see `load_runs`). `cost_axis` (images | boxes | seconds):
+    what the verdicts' labels saved is measured in; default: report.cost_axis of the first folder's config.
     Raises DetalError (one line naming the file and the fix) for unreadable tables or an unwritable `out`.
     """
     from detal.report import document, render
@@ -72,7 +87,7 @@ def write_report(run_dirs: Path | list[Path], out: Path | None = None, labels: d
     dirs = list({d.resolve(): d for d in dirs}.values())
     out_dir = _out_dir(dirs, out)
     data = load_runs(dirs, labels)
-    blocks, title, pngs = document.build(data, [str(d) for d in dirs])
+    blocks, title, pngs = document.build(data, [str(d) for d in dirs], cost_axis or cost_axis_of(dirs[0]))
     files = {**pngs, "report.md": render.markdown(blocks).encode("utf-8"),
              "report.html": render.to_html(blocks, title).encode("utf-8")}
     write_files(out_dir, files)

@@ -7,6 +7,7 @@ every figure. No file is written here.
 from __future__ import annotations
 
 import io
+import math
 import re
 
 import pandas as pd
@@ -93,14 +94,47 @@ def saved_cell(ls: stats.LabelsSaved) -> str:
 
 
 def _labels_table(comparisons: list[stats.Comparison]) -> Table:
-    def needed(ls: stats.LabelsSaved) -> str:
-        it = f"{ls.needed:.0f}" if ls.reached else "not reached"
-        return f"{it} / {ls.baseline_needed:.0f}"
+    def needed(ls: stats.LabelsSaved, scale: float = 1, fmt: str = ".0f") -> str:
+        it = format(ls.needed / scale, fmt) if ls.reached else "not reached"
+        return f"{it} / {format(ls.baseline_needed / scale, fmt)}"
 
-    rows = [[c.strategy, str(c.seeds), number(c.images.target), needed(c.images), saved_cell(c.images),
-             needed(c.boxes), saved_cell(c.boxes)] for c in comparisons if c.seeds]
-    return Table(["strategy", "seeds", f"target: {BASELINE}'s final mAP50-95", f"images needed (it / {BASELINE})",
-                  "images saved [95% CI]", f"boxes needed (it / {BASELINE})", "boxes saved [95% CI]"], rows)
+    def hours_saved(ls: stats.LabelsSaved) -> str:
+        if not ls.reached:
+            return "not reached"
+        ci = bracket(ls.interval, pct)
+        return f"{ls.saved / 3600:.2f} h ({pct(ls.fraction)})" + (f" {ci}" if ci else "")
+
+    cs = [c for c in comparisons if c.seeds]
+    hours = any(not math.isnan(c.seconds.target) for c in cs)
+    head = ["strategy", "seeds", f"target: {BASELINE}'s final mAP50-95"]
+    if hours:  # what annotators pay first: hours with pre-labels, then against random drawn from scratch
+        head += [f"annotation hours needed (it / {BASELINE})", "hours saved [95% CI]",
+                 f"hours vs {BASELINE} from scratch (it / {BASELINE} without pre-labels)", "saved [95% CI]"]
+    head += [f"images needed (it / {BASELINE})", "images saved [95% CI]", f"boxes needed (it / {BASELINE})",
+             "boxes saved [95% CI]"]
+    rows = []
+    for c in cs:
+        row = [c.strategy, str(c.seeds), number(c.images.target)]
+        if hours:
+            row += [needed(c.seconds, 3600, ".2f"), hours_saved(c.seconds), needed(c.scratch, 3600, ".2f"),
+                    hours_saved(c.scratch)]
+        rows.append(row + [needed(c.images), saved_cell(c.images), needed(c.boxes), saved_cell(c.boxes)])
+    return Table(head, rows)
+
+
+def prelabel_sentence(df: pd.DataFrame) -> str | None:
+    """One sentence: what the labelled images cost with pre-labels against drawing every box (None: not counted)."""
+    t = stats.prelabel_saving(df)
+    if t.empty:
+        return None
+    parts = [f"{s} {r['hours']:.2f} h against {r['scratch_hours']:.2f} h ({pct(r['ratio'])} of it"
+             + (f", {pct(r['ratio_min'])}-{pct(r['ratio_max'])} over {int(r['seeds'])} seeds" if r["seeds"] > 1 else "")
+             + ")" for s, r in ((s, t.loc[s]) for s in figures.strategy_order(t.index))]
+    worse = [s for s in t.index if t.loc[s, "ratio"] > 1]
+    tail = (f" Pre-labels cost more than drawing from scratch for {', '.join(worse)}: the models' boxes needed more "
+            "fixing than they saved." if worse else "")
+    return ("Pre-labels: the images each strategy had labelled by its last round cost, in annotation time with the "
+            "model's pre-labels shown, against the same images drawn from scratch: " + "; ".join(parts) + "." + tail)
 
 
 def _per_round_table(df: pd.DataFrame) -> Table:
@@ -138,13 +172,17 @@ def _notes(df: pd.DataFrame, exp_tables: dict) -> list[str]:
     return notes
 
 
-def experiment(df: pd.DataFrame, tables: dict, prefix: str, level: int) -> tuple[list, list[Verdict], dict]:
-    """Blocks, verdicts and {file name: PNG} for one experiment."""
+def experiment(df: pd.DataFrame, tables: dict, prefix: str, level: int,
+               axis: str = "seconds") -> tuple[list, list[Verdict], dict]:
+    """Blocks, verdicts (labels saved judged on `axis`, report.cost_axis) and {file name: PNG} for one experiment."""
     strategies = sorted(set(df["strategy"]))
     styles = figures.strategy_styles(strategies)
     comparisons = ([stats.compare(df, s, BASELINE) for s in figures.strategy_order(strategies) if s != BASELINE]
                    if BASELINE in strategies else [])
-    said = verdicts(strategies, comparisons, BASELINE)
+    said = verdicts(strategies, comparisons, BASELINE, axis)
+    saving = prelabel_sentence(df)
+    if saving:
+        said.append(Verdict("prelabels", saving))
     pngs: dict[str, bytes] = {}
     blocks: list = []
 
@@ -161,8 +199,10 @@ def experiment(df: pd.DataFrame, tables: dict, prefix: str, level: int) -> tuple
     if comparisons:
         blocks += [Heading(h, f"Against {BASELINE}, paired by seed"), _paired_table(comparisons),
                    Heading(h, f"Labels saved to reach {BASELINE}'s final mAP50-95"), _labels_table(comparisons),
-                   Para("Labelled images (boxes) each needed to first reach the target on its mean curve, "
-                        "interpolated between rounds; the saving in % of what random needed.", "small")]
+                   Para("Annotation hours (labelled images, boxes) each needed to first reach the target on its "
+                        "mean curve, interpolated between rounds; the saving in % of what random needed. Hours: the "
+                        "seconds per action of `cost:` applied to what annotators did to the pre-labels shown "
+                        "(docs/annotation-cost.md); 'from scratch': random's images with every box drawn.", "small")]
     blocks.append(Heading(h, "Learning curves"))
     figure("map_vs_labeled.png", figures.learning_curves(df, styles), "mAP50-95 and mAP50 against labelled images "
            "and labelled boxes", "Same seed set and val split for every arm of a seed.")
@@ -189,8 +229,9 @@ def experiment(df: pd.DataFrame, tables: dict, prefix: str, level: int) -> tuple
     return blocks, said, pngs
 
 
-def build(data: RunData, folders: list[str]) -> tuple[list, str, dict[str, bytes]]:
-    """(blocks, title, {file name: PNG}) for every experiment in `data`, in the order the folders were given."""
+def build(data: RunData, folders: list[str], axis: str = "seconds") -> tuple[list, str, dict[str, bytes]]:
+    """(blocks, title, {file name: PNG}) for every experiment in `data`, in the order the folders were given;
+    `axis` (report.cost_axis) is the cost the verdicts' labels saved is measured in."""
     exps = data.experiments or list(dict.fromkeys(data.metrics["experiment"]))
     one = len(exps) == 1
     title = f"detal report: {exps[0]}" if one else f"detal report: {len(exps)} experiments"
@@ -206,7 +247,7 @@ def build(data: RunData, folders: list[str]) -> tuple[list, str, dict[str, bytes
         while prefix in prefixes:  # "a b" and "a-b" must not overwrite each other's figures
             prefix = "_" + prefix
         prefixes.add(prefix)
-        blocks, said, figs = experiment(df, tables, prefix, 2 if one else 3)
+        blocks, said, figs = experiment(df, tables, prefix, 2 if one else 3, axis)
         pngs.update(figs)
         seeds = sorted(df["seed"].unique().tolist())
         order = figures.strategy_order(df["strategy"])

@@ -70,27 +70,45 @@ def _finish(fig: Figure, title: str, styles: dict, labels: dict[str, str], extra
 
 
 @_styled
+def has_hours(metrics: pd.DataFrame) -> bool:
+    """Annotation seconds were counted (runs of detal before they were have NaN there)."""
+    return "annotation_seconds" in metrics and bool(metrics["annotation_seconds"].gt(0).all())
+
+
 def learning_curves(df: pd.DataFrame, styles: dict) -> Figure:
-    """mAP50-95 and mAP50 against labelled images and boxes: mean over seeds, band = min-max over seeds."""
-    fig = Figure(figsize=(WIDTH, 7.6))
-    axes = fig.subplots(2, 2, sharey="row")
+    """mAP50-95 and mAP50 against annotation hours (when counted), labelled images and boxes: mean over seeds,
+    band = min-max over seeds. On the hours axis a dashed line is random read on its from-scratch hours: the
+    same images and models, every box drawn."""
+    hours = has_hours(df)
+    xs = ((("hours", "annotation hours"),) if hours else ()) + (("labeled_images", "labelled images"),
+                                                               ("labeled_boxes", "labelled boxes"))
+    df = df.assign(hours=df["annotation_seconds"] / 3600) if hours else df
+    fig = Figure(figsize=(WIDTH * (1.3 if hours else 1), 7.6))
+    axes = fig.subplots(2, len(xs), sharey="row")
     strategies = strategy_order(df["strategy"])
     n_seeds = df.groupby("strategy")["seed"].nunique()
+    scratch = "random" in strategies and hours
     for row, (metric, name) in enumerate((("map50_95", "mAP50-95"), ("map50", "mAP50"))):
-        for col, (x, xname) in enumerate((("labeled_images", "labelled images"), ("labeled_boxes", "labelled boxes"))):
+        for col, (x, xname) in enumerate(xs):
             ax = axes[row, col]
             for s in strategies:
                 c = stats.mean_curve(df, s, metric, x)
                 ax.plot(c["x"], c["y"], markersize=5, linewidth=1.8, **styles[s])
                 if n_seeds[s] > 1:
                     ax.fill_between(c["x"], c["lo"], c["hi"], color=styles[s]["color"], alpha=0.15, linewidth=0)
-            ax.set_xlabel(f"{xname} (count)")
+            if x == "hours" and scratch:
+                c = stats.mean_curve(df.assign(hours=df["scratch_seconds"] / 3600), "random", metric, "hours")
+                ax.plot(c["x"], c["y"], linestyle="--", linewidth=1.4, color=styles["random"]["color"],
+                        label="random, no pre-labels")
+            ax.set_xlabel(f"{xname} ({'h' if x == 'hours' else 'count'})")
             ax.set_ylabel(f"{name} on val (0-1)")
             if row == 0:
                 ax.set_title(f"against {xname}")
     band = "band: min-max over seeds" if n_seeds.max() > 1 else "one seed per strategy: no band"
     labels = {s: f"{s} ({n_seeds[s]} seed{'s' if n_seeds[s] > 1 else ''})" for s in strategies}
-    return _finish(fig, f"Learning curves. Line: mean over seeds; {band}.", styles, labels)
+    extra = [Line2D([], [], linestyle="--", linewidth=1.4, color=styles["random"]["color"],
+                    label="random, no pre-labels (hours)")] if scratch else None
+    return _finish(fig, f"Learning curves. Line: mean over seeds; {band}.", styles, labels, extra)
 
 
 @_styled

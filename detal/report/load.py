@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from detal.errors import DetalError
-from detal.types import METRIC_COLUMNS, PER_CLASS_COLUMNS, POOL_CLASS_COLUMNS, SELECTED_CLASS_COLUMNS
+from detal.types import SECONDS_COLUMNS, METRIC_COLUMNS, PER_CLASS_COLUMNS, POOL_CLASS_COLUMNS, SELECTED_CLASS_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,8 @@ def _metrics(run_dir: Path, notes: list[str]) -> pd.DataFrame:
     df = read_table(path, METRIC_COLUMNS, METRIC_REQUIRED, "metrics", notes)
     for c in METRIC_COLUMNS:  # older runs lack some columns (effort, timings): zero means "not recorded"
         if c not in df:
-            df[c] = 0
+            # seconds are a cost axis: unknown, not free (the report then says it has none)
+            df[c] = float("nan") if c in SECONDS_COLUMNS else 0
     df["source"] = str(path)
     return _keep_last(df, KEY)
 

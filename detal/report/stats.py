@@ -244,7 +244,8 @@ def _saving(xs, ys, xb, yb) -> tuple[np.ndarray, np.ndarray]:
 
 
 def labels_saved(df: pd.DataFrame, strategy: str, baseline: str = "random", metric: str = "map50_95",
-                 x: str = "labeled_images", n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> LabelsSaved:
+                 x: str = "labeled_images", n_boot: int = N_BOOT, seed: int = BOOT_SEED,
+                 baseline_x: str | None = None) -> LabelsSaved:
     """How many fewer labels (`x`: labelled images or boxes) `strategy` needed to reach `baseline`'s final
     `metric`, on the seeds both ran, up to the last round both finished.
 
@@ -254,17 +255,27 @@ def labels_saved(df: pd.DataFrame, strategy: str, baseline: str = "random", metr
     Interval: the same estimate on bootstrap resamples of the seeds' curves, as a fraction of the
     baseline's x; a resample whose strategy curve never reaches the target counts as -inf ("not
     reached"). `per_seed` holds each seed's own fraction (its two curves alone).
+    `baseline_x`: the baseline's cost read on another column (default `x`): annotation seconds against the
+    baseline's from-scratch seconds (`scratch_seconds`) for what pre-labels and selection save together.
     """
     nan = math.nan
     pairs = paired_arms(df, strategy, baseline)
     if pairs.empty:
         return LabelsSaved(nan, nan, nan, nan, nan, paired_bootstrap([]))
-    grids = {(s, c): pairs[pairs["strategy"] == s].pivot_table(index="seed", columns="round", values=c, aggfunc="last")
-             for s in (strategy, baseline) for c in (x, metric)}
+    bx = baseline_x or x
+    if not {x, bx} <= set(pairs.columns):
+        return LabelsSaved(nan, nan, nan, nan, nan, paired_bootstrap([]))
+    grids = {(s, c): pairs[pairs["strategy"] == s].pivot_table(index="seed", columns="round", values=c, aggfunc="last",
+                                                               dropna=False)
+             for s, c in ((strategy, x), (strategy, metric), (baseline, bx), (baseline, metric))}
     seeds = sorted(set.intersection(*(set(g.index) for g in grids.values())))
     rounds = sorted(set.intersection(*(set(g.dropna(axis=1).columns) for g in grids.values())))
+    if not seeds or not rounds:  # nothing measured on this axis (a run from before detal counted seconds)
+        return LabelsSaved(nan, nan, nan, nan, nan, paired_bootstrap([]))
     xs, ys, xb, yb = (grids[k].loc[seeds, rounds].to_numpy(float) for k in
-                      ((strategy, x), (strategy, metric), (baseline, x), (baseline, metric)))
+                      ((strategy, x), (strategy, metric), (baseline, bx), (baseline, metric)))
+    if not (xb > 0).all():  # a cost axis with nothing on it cannot give a fraction
+        return LabelsSaved(nan, nan, nan, nan, nan, paired_bootstrap([]))
     n = len(seeds)
 
     def fraction(base: np.ndarray, need: np.ndarray) -> np.ndarray:
@@ -332,6 +343,8 @@ class Comparison:
     auc: Interval  # normalised AUC of mAP50-95 over labelled images, bootstrap
     images: LabelsSaved
     boxes: LabelsSaved
+    seconds: LabelsSaved  # annotation seconds, both arms shown pre-labels
+    scratch: LabelsSaved  # annotation seconds against the baseline's from-scratch seconds: pre-labels + selection
 
     @property
     def sign(self) -> int:
@@ -349,7 +362,27 @@ def compare(df: pd.DataFrame, strategy: str, baseline: str = "random", n_boot: i
         diff50=paired_bootstrap(paired_diffs(df, strategy, baseline, "map50").to_numpy(), n_boot=n_boot, seed=seed),
         auc=paired_auc(df, strategy, baseline, n_boot=n_boot, seed=seed),
         images=labels_saved(df, strategy, baseline, x="labeled_images", n_boot=n_boot, seed=seed),
-        boxes=labels_saved(df, strategy, baseline, x="labeled_boxes", n_boot=n_boot, seed=seed))
+        boxes=labels_saved(df, strategy, baseline, x="labeled_boxes", n_boot=n_boot, seed=seed),
+        seconds=labels_saved(df, strategy, baseline, x="annotation_seconds", n_boot=n_boot, seed=seed),
+        scratch=labels_saved(df, strategy, baseline, x="annotation_seconds", baseline_x="scratch_seconds",
+                             n_boot=n_boot, seed=seed))
+
+
+def prelabel_saving(df: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy, at its last common round: hours spent with pre-labels, the hours the same images cost from
+    scratch, and their ratio (mean over seeds, with the seeds' min and max). Empty where no seconds were counted."""
+    cols = ("annotation_seconds", "scratch_seconds")
+    if not set(cols) <= set(df.columns):
+        return pd.DataFrame()
+    fin = final_rows(df).dropna(subset=list(cols))
+    fin = fin[fin["scratch_seconds"] > 0]
+    if fin.empty:
+        return pd.DataFrame()
+    ratio = fin["annotation_seconds"] / fin["scratch_seconds"]
+    g = fin.assign(ratio=ratio).groupby("strategy")
+    return pd.DataFrame({"seeds": g["seed"].nunique(), "hours": g["annotation_seconds"].mean() / 3600,
+                         "scratch_hours": g["scratch_seconds"].mean() / 3600, "ratio": g["ratio"].mean(),
+                         "ratio_min": g["ratio"].min(), "ratio_max": g["ratio"].max()})
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:

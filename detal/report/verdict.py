@@ -65,11 +65,17 @@ def _labels_sentence(ls: LabelsSaved, unit: str, baseline: str, n: int) -> str:
     ci = interval(ls.interval, pct)
     least = "at least " if ls.at_first_point else ""
     claim = labels_claim(ls)
+    hours = unit == "annotation seconds"  # read in hours; the fraction is the same
+    noun = "annotation hours" if hours else f"labelled {unit}"
+
+    def amount(v: float) -> str:
+        return f"{v / 3600:.2f} h" if hours else f"{v:.0f}"
+
     if claim > 0:
-        return (f"It reached {target} with {least}{pct(ls.fraction)} fewer labelled {unit} "
-                f"({ls.saved:.0f} of {ls.baseline_needed:.0f}; 95% CI {ci}).")
-    what = (f"{pct(ls.fraction)} fewer labelled {unit}" if ls.saved > 0 else
-            f"{pct(-ls.fraction)} more labelled {unit}" if ls.saved < 0 else f"as many labelled {unit}")
+        return (f"It reached {target} with {least}{pct(ls.fraction)} fewer {noun} "
+                f"({amount(ls.saved)} of {amount(ls.baseline_needed)}; 95% CI {ci}).")
+    what = (f"{pct(ls.fraction)} fewer {noun}" if ls.saved > 0 else
+            f"{pct(-ls.fraction)} more {noun}" if ls.saved < 0 else f"as many {noun}")
     why = (f"(95% CI {ci} includes zero)" if not ls.interval.excludes_zero else
            f"(bootstrap 95% CI {ci}, but the t-interval includes zero)")
     if claim < 0:
@@ -77,8 +83,20 @@ def _labels_sentence(ls: LabelsSaved, unit: str, baseline: str, n: int) -> str:
     return f"On the mean curve it reached {target} with {what}; over {n} seeds that is not significant {why}."
 
 
-def compare_verdict(c: Comparison) -> Verdict:
-    """One strategy against the baseline, from its paired comparison."""
+# report.cost_axis -> (the Comparison's LabelsSaved, the unit its sentence names)
+COST_AXES = {"seconds": ("seconds", "annotation seconds"), "images": ("images", "images"), "boxes": ("boxes", "boxes")}
+
+
+def judged_on(c: Comparison, axis: str) -> tuple[LabelsSaved, str, str]:
+    """(labels saved, unit, axis actually used): seconds fall back to images where a run counted no seconds."""
+    if axis == "seconds" and math.isnan(c.seconds.target):
+        axis = "images"
+    field, unit = COST_AXES[axis]
+    return getattr(c, field), unit, axis
+
+
+def compare_verdict(c: Comparison, axis: str = "seconds") -> Verdict:
+    """One strategy against the baseline, from its paired comparison; labels saved judged on `axis`."""
     s, b, n = c.strategy, c.baseline, c.seeds
     diff, ci = signed(c.diff.estimate), interval(c.diff)
     seeds = f"{n} seed{'s' if n != 1 else ''}"
@@ -89,7 +107,9 @@ def compare_verdict(c: Comparison) -> Verdict:
         return Verdict("one-seed", f"{s} vs {b}: one seed only (final mAP50-95 {diff} at round {c.round}), so no "
                                    f"claim is possible either way; {MORE_SEEDS}.")
     sign = c.sign
-    labels = _labels_sentence(c.images, "images", b, n)
+    ls, unit, used = judged_on(c, axis)
+    labels = ("" if used == axis else f"(No annotation seconds in this run: judged on images.) ") + _labels_sentence(
+        ls, unit, b, n)
     if sign > 0:
         return Verdict("gain", f"{s} beat {b} over {seeds}: final mAP50-95 {diff} (95% CI {ci}) at round {c.round}. "
                                + labels)
@@ -103,7 +123,8 @@ def compare_verdict(c: Comparison) -> Verdict:
     return Verdict("none", text + " " + labels)
 
 
-def verdicts(strategies, comparisons: list[Comparison], baseline: str = "random") -> list[Verdict]:
+def verdicts(strategies, comparisons: list[Comparison], baseline: str = "random",
+             axis: str = "seconds") -> list[Verdict]:
     """Every strategy's verdict, or one line saying accurately why there is no comparison."""
     strategies = sorted(set(strategies))
     if baseline not in strategies:
@@ -114,7 +135,7 @@ def verdicts(strategies, comparisons: list[Comparison], baseline: str = "random"
         return [Verdict("only-baseline", f"Only the `{baseline}` arm was run: its learning curve is shown, but there "
                                          f"is no other strategy to compare it with; add one to `strategies:` "
                                          f"(e.g. `[{baseline}, mix]`).")]
-    out = [compare_verdict(c) for c in comparisons]
+    out = [compare_verdict(c, axis) for c in comparisons]
     # every comparison's target is the baseline's final mAP50-95 (NaN where no seed is shared)
     final = next((c.images.target for c in comparisons if not math.isnan(c.images.target)), math.nan)
     if final < NOTHING_LEARNED:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from detal.types import METRIC_COLUMNS, PER_CLASS_COLUMNS, POOL_CLASS_COLUMNS, SELECTED_CLASS_COLUMNS
+from detal.types import SECONDS_COLUMNS, METRIC_COLUMNS, PER_CLASS_COLUMNS, POOL_CLASS_COLUMNS, SELECTED_CLASS_COLUMNS
 
 IMAGES = [10, 20, 30, 40]
 RANDOM = [0.1, 0.2, 0.3, 0.4]  # random's curve on every seed (plus the seed's offset)
@@ -19,7 +19,7 @@ def metrics(curves: dict, experiment: str = "e", boxes_per_image: dict | None = 
     rows = []
     for (strategy, seed), ys in curves.items():
         for r, y in enumerate(ys, start=1):
-            row = dict.fromkeys(METRIC_COLUMNS, 0)
+            row = dict.fromkeys(METRIC_COLUMNS, 0) | dict.fromkeys(SECONDS_COLUMNS, float("nan"))  # as before seconds
             images = 10 * r
             row.update(experiment=experiment, strategy=strategy, seed=seed, round=r, labeled_images=images,
                        labeled_boxes=images * (boxes_per_image or {}).get(strategy, 3), map50_95=y, map50=1.5 * y,

@@ -179,3 +179,48 @@ def test_read_only_folder(tmp_path):
         assert not (run / "report.html").exists() and not list(run.glob(".*.tmp"))
     finally:
         run.chmod(0o755)
+
+
+def _seconds_run(tmp_path, per_image_mix=12.0, per_image_random=10.0, scratch=20.0):
+    """mix reaches random's final mAP50-95 at 30 of 40 images; seconds per labelled image as given."""
+    per = {"random": per_image_random, "mix": per_image_mix}
+    df = metrics(gain_curves([0.05, 0.04, 0.06]),
+                 annotation_seconds=lambda s, seed, r: per[s] * 10 * r,
+                 scratch_seconds=lambda s, seed, r: scratch * 10 * r)
+    return write_run(tmp_path / "secs", df)
+
+
+def test_the_verdict_is_judged_in_annotation_hours_by_default(tmp_path):
+    run = _seconds_run(tmp_path)
+    md = (write_report(run).parent / "report.md").read_text()
+    glance = md.split("## At a glance")[1].split("## Numbers per strategy")[0]
+    # 400 s for random, 360 s for mix at the target: 10% fewer hours (0.01 h of 0.11 h)
+    assert "with 10% fewer annotation hours (0.01 h of 0.11 h" in glance, glance
+    # the saving of pre-labels themselves, in one sentence: random's 40 images 0.11 h against 0.22 h from scratch
+    assert "Pre-labels:" in glance and "random 0.11 h against 0.22 h (50% of it" in glance
+    assert "cost more than drawing from scratch" not in glance
+    # hours columns lead the labels table; against random from scratch mix needs 360 of 800 s: 55% saved
+    assert "annotation hours needed (it / random)" in md and "| 0.10 / 0.11 |" in md
+    assert "0.10 / 0.22 | 0.12 h (55%)" in md
+    # the learning curves get an hours column (3 x 2 panels): the figure is wider than the images-only one
+    from PIL import Image as PILImage
+
+    with_hours = PILImage.open(run / "map_vs_labeled.png").size[0]
+    axis_images = write_report(run, out=tmp_path / "img", cost_axis="images")
+    glance = (axis_images.parent / "report.md").read_text().split("## At a glance")[1].split("## Numbers")[0]
+    assert "fewer labelled images" in glance and "fewer annotation hours" not in glance
+    plain = write_report(write_run(tmp_path / "plain", metrics(gain_curves([0.05, 0.04, 0.06]))))
+    assert with_hours > PILImage.open(plain.parent / "map_vs_labeled.png").size[0]
+
+
+def test_prelabels_that_cost_more_than_scratch_are_said(tmp_path):
+    run = _seconds_run(tmp_path, per_image_mix=25.0, per_image_random=22.0, scratch=20.0)
+    md = (write_report(run).parent / "report.md").read_text()
+    assert "Pre-labels cost more than drawing from scratch for mix, random" in md
+
+
+def test_a_run_without_seconds_is_judged_on_images_and_says_so(tmp_path):
+    run = write_run(tmp_path / "old", metrics(gain_curves([0.05, 0.04, 0.06])))
+    md = (write_report(run).parent / "report.md").read_text()
+    assert "(No annotation seconds in this run: judged on images.) It reached" in md
+    assert "annotation hours needed" not in md and "Pre-labels:" not in md
