@@ -6,10 +6,12 @@ of the pool pushed for annotation first, flagged `split: val`), and hands out th
 already have a label file are imported as labelled, else a random `seed_fraction` is pushed without
 pre-labels (there is no model yet).
 
-`cycle` is one idempotent step, meant for cron: reconcile with the server (adopt tasks an interrupted
-run pushed), collect finished annotations, and, once `cycle.min_new_labels` new labels arrived and the
-val set is annotated, run THE round (detal.round.run_round: train, evaluate, score + select, push
-pre-labels, refresh open tasks to the new model). Nothing happens to the project's state until the
+`cycle` is one idempotent step, meant for cron: reconcile with the server (`reconcile.py`: adopt tasks an
+interrupted run pushed, push again tasks an admin deleted or drop them from the val set, follow
+annotations edited after they were collected), collect finished annotations, and, once
+`cycle.min_new_labels` new labels arrived and the val set is annotated, run THE round
+(detal.round.run_round: train, evaluate, score + select, push pre-labels, refresh open tasks to the new
+model). Nothing happens to the project's state until the
 round has finished: it is saved in one SQLite transaction at the end, so a run killed at any point
 leaves the previous state, and the next run redoes the work (pushes are keyed by image: no duplicate).
 

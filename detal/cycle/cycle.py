@@ -4,7 +4,6 @@ select, push pre-labels, refresh open tasks), then save everything in one transa
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from detal.annotate import Annotator
 from detal.config import Config
+from detal.cycle import reconcile
 from detal.cycle.project import Project, eval_images, open_project, save
 from detal.cycle.store import CYCLE_METRIC_COLUMNS, Store, now, project_lock
 from detal.errors import DetalError
@@ -55,37 +55,6 @@ def run_cycle(cfg: Config, *, backend=None, annotator: Annotator | None = None, 
         return out
 
 
-def _adopt_orphans(p: Project) -> dict[str, int]:
-    """Tasks on the server for images the state still has in the pool were pushed by a run that died
-    before saving: they become pending (nothing is lost, nothing is pushed twice). Returns key -> task id."""
-    tasks = getattr(p.arm.annotator, "task_keys", None)
-    if tasks is None:
-        return {}
-    by_key = tasks()  # task key (relative to the document root) -> id
-    to_key = {}
-    root = p.arm.annotator.document_root
-    for arm in (p.arm, p.val_arm):
-        for k, img in zip(arm.keys, arm.images):
-            rel = Path(img).resolve()
-            with contextlib.suppress(ValueError):
-                to_key[rel.relative_to(root).as_posix()] = (arm, k)
-    ids, adopted = {}, 0
-    taken = {id(p.train): p.train.taken(), id(p.val): p.val.taken()}
-    for tkey, tid in by_key.items():
-        if tkey not in to_key:
-            continue
-        arm, k = to_key[tkey]
-        ids[k] = tid
-        state = p.train if arm is p.arm else p.val
-        if k not in taken[id(state)]:
-            state.pending[k] = state.round_done + 1 if arm is p.arm else 1
-            taken[id(state)].add(k)
-            adopted += 1
-    if adopted:
-        log.warning("adopted %d tasks pushed by an interrupted run; they are now waiting for annotation", adopted)
-    return ids
-
-
 def _estimates(p: Project, got: list[Collected]) -> dict:
     """Pre-label quality on the random share (an unbiased sample of the pool, unseen by the model)."""
     from detal.labelstudio.format import map50
@@ -119,46 +88,93 @@ def _cycle(p: Project) -> CycleOutcome:
     if gone:
         p.progress.line(f"warning: {len(gone)} images of the project left the dataset (e.g. {sorted(gone)[0]}); "
                         "their labels and history are kept")
-    task_ids = _adopt_orphans(p)
+    by_key = reconcile.server_tasks(p)
+    task_ids, deleted = {}, reconcile.Deleted()
+    if by_key is not None:
+        task_ids = reconcile.adopt_orphans(p, by_key)
+        deleted, pushed_again = reconcile.deleted_tasks(p, by_key, set(p.store.meta("deleted_kept") or ()))
+        task_ids.update(pushed_again)
+    unskipped = reconcile.unskip(p)
     val_got = collect(p.val_arm, p.val)
     early = collect(p.arm, p.train)
+    edits = reconcile.follow_edits(p, skip={k for ks in (*early.joined.values(), *val_got.joined.values()) for k in ks})
     new = sum(len(v) for v in early.joined.values())
     skipped = len(early.annotations.skipped)
     val_open = len(p.val.pending)
-    p.progress.line(f"collected {new} new labels ({skipped} skipped), {len(val_got.annotations.labels)} val labels; "
-                    f"{len(p.train.pending)} tasks still open, {val_open} val tasks open")
+    p.progress.line(f"collected {new} new labels ({skipped} skipped"
+                    + (f"; {unskipped} on tasks skipped before" if unskipped else "")
+                    + f"), {len(val_got.annotations.labels)} val labels; "
+                    + (f"followed {len(edits.train) + len(edits.val)} annotations edited after collection "
+                       f"({len(edits.val)} val); " if edits.train or edits.val else "")
+                    + f"{len(p.train.pending)} tasks still open, {val_open} val tasks open")
+    carry = _carry(p, early, edits)
+    history = _history(p, deleted, edits)
     labelled_total = len(p.train.labelled_keys(p.arm.keys))
     first = p.train.weights is None
     reason = None
+    fresh = new + len(edits.train)  # an edited label is new information for the model too
     if val_open:
         reason = f"the val set is not fully annotated yet ({val_open} val tasks open)"
     elif not eval_images(p):
         reason = "no annotated val image to evaluate on"
     elif labelled_total == 0:
         reason = "no labelled image yet"
-    elif new < cfg.cycle.min_new_labels and not (first and labelled_total):
-        reason = f"{new} new labels < cycle.min_new_labels ({cfg.cycle.min_new_labels})"
+    elif fresh < cfg.cycle.min_new_labels and not (first and labelled_total):
+        reason = (f"{new} new labels" + (f" + {len(edits.train)} edited" if edits.train else "")
+                  + f" < cycle.min_new_labels ({cfg.cycle.min_new_labels})")
     if reason:
-        save(p, task_ids)
+        save(p, task_ids, effort_carry=carry, **history)
         return CycleOutcome(False, f"no retraining: {reason}")
     r = p.train.round_done + 1
     arm = _rearm_val(p)
     p.train.finished = False
     res = run_round(arm, p.train, r, last=False)  # a live project has no last round
     row = res.metrics
-    for k in BOX_EFFORT_KEYS:
-        row[k] += int(early.annotations.effort.get(k, 0))
-    row["skipped"] += skipped
+    for k in (*BOX_EFFORT_KEYS, "skipped"):  # this run's collect, the edits, and the waiting runs' since the last round
+        row[k] += int(carry[k])
+    row["edited_images"] = carry["edited_images"]  # the rounds table (status) only: metrics.csv keeps its columns
     est = _estimates(p, [early])
     row.update(est)
-    res.selected_classes += class_rows(arm, p.train, early)
+    joined = Collected(early.annotations, {int(r): ks for r, ks in carry["joined"].items()})
+    res.selected_classes += class_rows(arm, p.train, joined)
     for s in res.selections:
         p.sources[image_key(Path(s["image"]), p.ds.root)] = s["source"]
-    _record(p, r, res, task_ids)
+    _record(p, r, res, task_ids, history)
     msg = (f"round {r}: trained on {row['labeled_images']} images, val mAP50-95 {row['map50_95']:.3f}, "
            f"pushed {row['selected_images']} images")
     _report(p)
     return CycleOutcome(True, msg, r, row)
+
+
+def _carry(p: Project, early: Collected, edits: reconcile.Edits) -> dict:
+    """Effort and boxes per class collected since the last round: a run that does not train keeps them in
+    the state (meta `effort_carry`) for the round that trains on those labels, so none goes uncounted."""
+    carry = {**dict.fromkeys((*BOX_EFFORT_KEYS, "skipped", "edited_images"), 0), "joined": {},
+             **(p.store.meta("effort_carry") or {})}
+    for k in BOX_EFFORT_KEYS:
+        carry[k] += int(early.annotations.effort.get(k, 0)) + edits.effort[k]
+    carry["skipped"] += len(early.annotations.skipped)
+    carry["edited_images"] += len(edits.train)
+    for r, keys in early.joined.items():
+        carry["joined"].setdefault(str(r), []).extend(keys)
+    return carry
+
+
+def _history(p: Project, deleted: reconcile.Deleted, edits: reconcile.Edits) -> dict:
+    """Running totals `status` shows: tasks deleted in Label Studio and edits followed, with when it last happened."""
+    out = {}
+    if deleted.total:
+        d = p.store.meta("deleted_tasks") or {"repushed": 0, "val_dropped": 0, "kept": 0}
+        out["deleted_tasks"] = {"repushed": d["repushed"] + len(deleted.repushed),
+                                "val_dropped": d["val_dropped"] + len(deleted.val_dropped),
+                                "kept": d["kept"] + len(deleted.kept), "last": now(), "line": deleted.line()}
+        if deleted.kept:  # reported once: a labelled image's task stays deleted
+            out["deleted_kept"] = sorted({*(p.store.meta("deleted_kept") or ()), *deleted.kept})
+    if edits.train or edits.val:
+        e = p.store.meta("edits") or {"train": 0, "val": 0}
+        out["edits"] = {"train": e["train"] + len(edits.train), "val": e["val"] + len(edits.val), "last": now(),
+                        "example": sorted([*edits.train, *edits.val])[0]}
+    return out
 
 
 def _report(p: Project) -> None:
@@ -175,7 +191,7 @@ def _rearm_val(p: Project) -> Arm:
     return replace(p.arm, val=eval_images(p))
 
 
-def _record(p: Project, r: int, res, task_ids: dict[str, int] | None = None) -> None:
+def _record(p: Project, r: int, res, task_ids: dict[str, int] | None = None, history: dict | None = None) -> None:
     """Tables under the run folder (as `simulate` writes them), then the state and the round: one transaction."""
     from detal.simulate import append_rows
 
@@ -187,5 +203,6 @@ def _record(p: Project, r: int, res, task_ids: dict[str, int] | None = None) -> 
     pool = p.train.pool(p.arm.keys)
     with p.store.transaction() as db:
         Store.save(db, p.train, p.val, pool, p.sources, task_ids, present=set(p.arm.keys) | set(p.val_arm.keys))
+        Store.set_meta(db, effort_carry=None, **(history or {}))  # counted in this round's row
         db.execute("INSERT OR REPLACE INTO rounds (round, finished_at, weights, metrics) VALUES (?, ?, ?, ?)",
                    (r, now(), str(p.train.weights), json.dumps(res.metrics, default=float)))

@@ -88,15 +88,28 @@ def eval_images(p: Project) -> tuple[Path, ...]:
     return tuple(p.labels.image(k) for k in p.val_arm.keys if k in p.val.labelled)
 
 
-def save(p: Project, task_ids: dict[str, int] | None = None) -> None:
+def save(p: Project, task_ids: dict[str, int] | None = None, **meta) -> None:
+    """The state (and `meta` values) in one transaction."""
     pool = p.train.pool(p.arm.keys)
     with p.store.transaction() as db:
         Store.save(db, p.train, p.val, pool, p.sources, task_ids, present=set(p.arm.keys) | set(p.val_arm.keys))
+        Store.set_meta(db, **meta)
 
 
 
 def rearm(arm: Arm, images: tuple[Path, ...], keys: tuple[str, ...]) -> Arm:
     return replace(arm, images=images, keys=keys)
+
+
+def move_to_pool(p: Project, keys) -> None:
+    """Reserved val images that leave the val set join the pool, in the order `open_project` gives it."""
+    keys = set(keys)
+    back = [(k, img) for k, img in zip(p.val_arm.keys, p.val_arm.images) if k in keys]
+    val = [(k, img) for k, img in zip(p.val_arm.keys, p.val_arm.images) if k not in keys]
+    order = {image_key(img, p.ds.root): i for i, img in enumerate(p.ds.train)}
+    pool = sorted([*zip(p.arm.keys, p.arm.images), *back], key=lambda kv: order.get(kv[0], len(order)))
+    p.arm = rearm(p.arm, tuple(img for _, img in pool), tuple(k for k, _ in pool))
+    p.val_arm = rearm(p.val_arm, tuple(img for _, img in val), tuple(k for k, _ in val))
 
 
 def project_title_of(cfg: Config) -> str:

@@ -27,13 +27,15 @@ def project_status(cfg: Config) -> dict:
             m = json.loads(metrics)
             rounds.append({"round": rnd, "finished_at": finished, "weights": weights,
                            **{k: m.get(k) for k in ("labeled_images", "labeled_boxes", "map50_95", "map50",
-                                                    "selected_images", *ESTIMATE_COLUMNS)}})
+                                                    "selected_images", "edited_images", *ESTIMATE_COLUMNS)}})
         last = store.db.execute("SELECT command, started_at, finished_at, outcome, seconds, message FROM runs "
                                 "ORDER BY id DESC LIMIT 1").fetchone()
         return {"project": store.meta("title"), "state": str(path), "val_source": store.meta("val_source"),
                 "strategy": cfg.cycle.strategy,
                 "images": {s: counts.get(s, 0) for s in ("labelled", "pushed", "pool", "skipped", "val", "val_pushed")},
                 "gone": gone, "rounds": rounds,
+                # what people did in Label Studio after detal pushed or collected (running totals)
+                "deleted_tasks": store.meta("deleted_tasks"), "edits": store.meta("edits"),
                 "last_run": dict(zip(("command", "started_at", "finished_at", "outcome", "seconds", "message"), last))
                 if last else None}
     finally:
@@ -46,6 +48,12 @@ def format_status(st: dict) -> str:
              f"images: {im['labelled']} labelled, {im['pushed']} pushed and waiting, {im['pool']} in the pool, "
              f"{im['skipped']} skipped; val {im['val']} annotated + {im['val_pushed']} waiting ({st['val_source']})"
              + (f"; {st['gone']} no longer on disk" if st["gone"] else "")]
+    if d := st.get("deleted_tasks"):
+        lines.append(f"tasks deleted in Label Studio (last seen {d['last']}): {d['repushed']} pushed again, "
+                     f"{d['val_dropped']} val images dropped from the val set, {d['kept']} labelled or skipped kept")
+    if e := st.get("edits"):
+        lines.append(f"annotations edited after collection (last seen {e['last']}, e.g. {e['example']}): "
+                     f"{e['train']} train and {e['val']} val labels of record follow the edit")
     if st["rounds"]:
         lines.append("")
         lines.append(f"{'round':>5}  {'labelled':>8}  {'boxes':>6}  {'mAP50-95':>8}  {'mAP50':>6}  {'pushed':>6}  "

@@ -93,12 +93,21 @@ class LabelStudioAnnotator:
         self._prelabels.update({Path(p.path).resolve(): p for p in preds})
         return res
 
-    def collect(self, images: Sequence[Path]) -> Annotations:
+    def _pull(self) -> ls.PullResult:
         conn, pid = self._connect()
-        original = {Path(p).resolve(): Path(p) for p in images}
         if self._pulled is None:  # one pull serves the val set, the pool and the round's first collect
             self._pulled = ls.pull(conn, pid, self.names, document_root=self.document_root)
-        pulled = self._pulled
+        return self._pulled
+
+    def latest(self, images: Sequence[Path]) -> dict[Path, np.ndarray]:
+        """The newest annotation (by updated_at) of each image that has one, collected or not: how the
+        scheduled job follows an annotator who reopens a finished task and changes it."""
+        pulled = self._pull()
+        return {p: pulled.labels[r] for p in images if (r := Path(p).resolve()) in pulled.labels}
+
+    def collect(self, images: Sequence[Path]) -> Annotations:
+        original = {Path(p).resolve(): Path(p) for p in images}
+        pulled = self._pull()
         out = Annotations()
         for p, orig in original.items():
             if p in pulled.labels:

@@ -19,7 +19,7 @@ import yaml
 
 from detal.config import parse_config
 from detal.cycle import format_status, init_project, project_status, run_cycle
-from detal.data import image_size, label_path, read_labels
+from detal.data import format_labels, image_size, label_path, read_labels
 from detal.errors import DetalError
 from detal.labelstudio import client as ls
 from detal.labelstudio import format as fmt
@@ -105,6 +105,14 @@ def _invariants(cfg, bot: Bot) -> dict:
     for key, s in status.items():  # a labelled image has its label file of record; a pool image has none
         lab = cfg.run_dir / "labels" / key.replace("images/", "labels/", 1)
         assert lab.with_suffix(".txt").exists() == (s in ("labelled", "val")), key
+    # the label of record is the NEWEST annotation of its task, however long ago it was first collected
+    pulled = ls.pull(bot.conn, bot.pid, bot.names, document_root=bot.conn_root)
+    root = Path(cfg.data).parent.resolve()
+    for key, s in status.items():
+        path = (root / key).resolve()
+        if s in ("labelled", "val") and path in pulled.labels:
+            lab = (cfg.run_dir / "labels" / key.replace("images/", "labels/", 1)).with_suffix(".txt")
+            assert lab.read_text() == format_labels(pulled.labels[path]), f"{key}: label of record is not the newest"
     return status
 
 
@@ -292,3 +300,166 @@ def test_cycle_refuses_a_calibration_the_recommended_rule_does_not_carry(tmp_pat
             _run(fn, cfg)
         assert "\n" not in str(e.value)
     assert not (tmp_path / "runs" / "clash" / "project.sqlite").exists()
+
+
+# ---------------------------------------------------------------- what people do after detal has looked
+
+def _label_file(cfg, key: str) -> Path:
+    return (cfg.run_dir / "labels" / key.replace("images/", "labels/", 1)).with_suffix(".txt")
+
+
+def _annotated(bot: Bot, val: bool):
+    return sorted((t for t in bot.tasks() if (t.data.get("split") == "val") == val
+                   and any(not a["was_cancelled"] for a in t.annotations)), key=lambda t: t.id)
+
+
+def _edit(bot: Bot, task, *, new_annotation: bool = False) -> np.ndarray:
+    """Reopen a finished task and change it as an annotator would: drop the first box, add one, relabel one.
+    Updates the annotation in place (updated_at moves), or submits a second, newer one. Returns the labels."""
+    spec = ls.project_spec(bot.conn, bot.pid, bot.names)
+    path = (bot.conn_root / task.data["path"]).resolve()
+    ann = max((a for a in task.annotations if not a["was_cancelled"]), key=lambda a: a["id"])
+    old = fmt.regions_to_yolo(ann["result"], spec, "test")
+    new = np.vstack([old[1:], [[2, 0.5, 0.5, 0.25, 0.25]]])
+    new[0, 0] = (new[0, 0] + 1) % len(bot.names)
+    w, h = image_size(path)
+    regions = fmt.label_regions(new, w, h, bot.names, spec)
+    if new_annotation:
+        ls.submit_annotation(bot.conn, task.id, regions)
+    else:
+        bot.conn.client.annotations.update(id=ann["id"], result=regions)
+    return fmt.regions_to_yolo(regions, spec, "test")
+
+
+def test_an_edit_after_collection_becomes_the_label_of_record_and_is_counted(ls_server, conn, tmp_path, token,
+                                                                            monkeypatch):
+    cfg, root = _project(ls_server, tmp_path, "cycle-edit")
+    _run(init_project, cfg)
+    bot = Bot(conn, cfg, root, seed=3)
+    bot.conn_root = ls_server.document_root.resolve()
+    bot.work(do=1.0, skip=0.0)
+    assert _run(run_cycle, cfg).trained  # round 1: the seed set and the val set collected
+    prefix = Path(cfg.data).parent.relative_to(bot.conn_root).as_posix() + "/"
+    train_task, val_task = _annotated(bot, val=False)[0], _annotated(bot, val=True)[0]
+    tkey, vkey = train_task.data["path"][len(prefix):], val_task.data["path"][len(prefix):]
+    before = read_labels(_label_file(cfg, tkey), len(bot.names))
+    edited = _edit(bot, train_task)
+    edited_val = _edit(bot, val_task)
+    # what training reads: the label file beside each link in the round's train list, at training time
+    seen = {}
+    real_train = fake_backend.train
+
+    def spy(model, data_yaml, epochs, out_dir, **kw):
+        doc = yaml.safe_load(Path(data_yaml).read_text())
+        for line in Path(doc["train"]).read_text().split():
+            seen[Path(line).name] = label_path(Path(line)).read_text()
+        return real_train(model, data_yaml, epochs, out_dir, **kw)
+
+    monkeypatch.setattr(fake_backend, "train", spy)
+    out = _run(run_cycle, cfg)  # nobody annotated anything new: the edit alone is new information
+    assert out.trained and out.round == 2, out.message
+    assert _label_file(cfg, tkey).read_text() == format_labels(edited)
+    assert _label_file(cfg, vkey).read_text() == format_labels(edited_val)
+    assert seen[Path(tkey).name] == format_labels(edited), "training read the first version"
+    db = sqlite3.connect(cfg.run_dir / "project.sqlite")
+    boxes = json.loads(db.execute("SELECT boxes FROM images WHERE key = ?", (tkey,)).fetchone()[0])
+    assert boxes == np.bincount(edited[:, 0].astype(int), minlength=len(bot.names)).tolist()
+    # the edit's actions (previous label of record -> edited one) are the round's effort, nothing else came in
+    want = fmt.effort_counts(before, edited)
+    row = project_status(cfg)["rounds"][-1]
+    assert row["edited_images"] == 1
+    metrics = json.loads(db.execute("SELECT metrics FROM rounds WHERE round = 2").fetchone()[0])
+    changed = ("corrected", "deleted", "added")  # boxes the edit kept were counted in round 1
+    assert {k: metrics[k] for k in changed} == {k: want[k] for k in changed}
+    assert want["deleted"] + want["added"] + want["corrected"] >= 2
+    text = format_status(project_status(cfg))
+    assert "annotations edited after collection" in text and "1 train and 1 val" in text
+    _invariants(cfg, bot)
+
+    # later: a second, newer annotation on the same task wins; a skipped task annotated after all is labelled
+    open_task = next(t for t in bot.tasks() if not t.annotations and t.data.get("split") != "val")
+    ls.submit_annotation(conn, open_task.id, [], cancelled=True)
+    assert not _run(run_cycle, cfg).trained  # one skip: nothing new to train on
+    skey = open_task.data["path"][len(prefix):]
+    assert db.execute("SELECT status FROM images WHERE key = ?", (skey,)).fetchone() == ("skipped",)
+    newer = _edit(bot, conn.client.tasks.get(id=train_task.id), new_annotation=True)
+    truth = read_labels(label_path((bot.conn_root / open_task.data["path"])).with_suffix(".truth"), len(bot.names))
+    w, h = image_size(bot.conn_root / open_task.data["path"])
+    ls.submit_annotation(conn, open_task.id, fmt.label_regions(truth, w, h, bot.names,
+                                                               ls.project_spec(conn, bot.pid, bot.names)))
+    out = _run(run_cycle, cfg)
+    assert out.trained and out.round == 3, out.message
+    assert _label_file(cfg, tkey).read_text() == format_labels(newer)
+    assert db.execute("SELECT status FROM images WHERE key = ?", (skey,)).fetchone() == ("labelled",)
+    metrics = json.loads(db.execute("SELECT metrics FROM rounds WHERE round = 3").fetchone()[0])
+    assert metrics["skipped"] == 1 and metrics["edited_images"] == 1  # the waiting run's skip is not lost
+    _invariants(cfg, bot)
+
+
+def test_deleted_tasks_never_stall_the_project(ls_server, conn, tmp_path, token, caplog):
+    cfg, root = _project(ls_server, tmp_path, "cycle-delete")
+    _run(init_project, cfg)
+    bot = Bot(conn, cfg, root, seed=4)
+    bot.conn_root = ls_server.document_root.resolve()
+    prefix = Path(cfg.data).parent.relative_to(bot.conn_root).as_posix() + "/"
+    db = sqlite3.connect(cfg.run_dir / "project.sqlite")
+    status = lambda key: db.execute("SELECT status FROM images WHERE key = ?", (key,)).fetchone()[0]  # noqa: E731
+    val_tasks = [t for t in bot.tasks() if t.data.get("split") == "val"]
+    assert len(val_tasks) == 8
+
+    # an admin deletes EVERY val task: dropping them all would leave nothing to evaluate on, so they come back
+    for t in val_tasks:
+        conn.client.tasks.delete(id=str(t.id))
+    with caplog.at_level("WARNING", logger="detal"):
+        out = _run(run_cycle, cfg)
+    lines = [r.getMessage() for r in caplog.records if "deleted in Label Studio" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("8 tasks detal pushed were deleted in Label Studio") \
+        and "8 pushed again" in lines[0], lines
+    assert not out.trained and "8 val tasks open" in out.message
+    assert sorted(t.data["path"] for t in bot.tasks() if t.data.get("split") == "val") == \
+        sorted(t.data["path"] for t in val_tasks)
+
+    # one val task deleted: it leaves the val set (back to the pool); the rest annotated: the project trains
+    val_tasks = [t for t in bot.tasks() if t.data.get("split") == "val"]
+    dropped = val_tasks[0].data["path"][len(prefix):]
+    conn.client.tasks.delete(id=str(val_tasks[0].id))
+    bot.work(do=1.0, skip=0.0)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="detal"):
+        out = _run(run_cycle, cfg)
+    assert out.trained and out.round == 1, out.message
+    lines = [r.getMessage() for r in caplog.records if "deleted in Label Studio" in r.getMessage()]
+    assert lines == [f"1 tasks detal pushed were deleted in Label Studio (e.g. {dropped}): 0 pushed again, "
+                     "1 val images dropped from the val set (back in the pool)"]
+    assert status(dropped) == "pool"
+    st = project_status(cfg)
+    assert st["images"]["val"] == 7 and st["images"]["val_pushed"] == 0
+    assert st["deleted_tasks"]["val_dropped"] == 1 and st["deleted_tasks"]["repushed"] == 8
+    _invariants(cfg, bot)
+
+    # an open train task and a labelled one deleted: the open one is pushed again, the label is kept
+    open_task = next(t for t in bot.tasks() if not t.annotations and t.data.get("split") != "val")
+    done_task = _annotated(bot, val=False)[0]
+    okey, dkey = open_task.data["path"][len(prefix):], done_task.data["path"][len(prefix):]
+    label_before = _label_file(cfg, dkey).read_text()
+    for t in (open_task, done_task):
+        conn.client.tasks.delete(id=str(t.id))
+    bot.work(do=0.5, skip=0.0)  # some new labels, so the next cycle trains
+    out = _run(run_cycle, cfg)
+    assert out.trained and out.round == 2, out.message
+    again = [t for t in bot.tasks() if t.data["path"] == open_task.data["path"]]
+    assert len(again) == 1 and again[0].id != open_task.id and again[0].predictions, "pushed again, with pre-labels"
+    assert status(okey) == "pushed" and status(dkey) == "labelled"
+    assert _label_file(cfg, dkey).read_text() == label_before
+    text = format_status(project_status(cfg))
+    line = [x for x in text.splitlines() if x.startswith("tasks deleted in Label Studio")]
+    assert len(line) == 1 and "9 pushed again, 1 val images dropped from the val set, 1 labelled or skipped kept" \
+        in line[0], text
+    open_keys = {t.data["path"] for t in bot.tasks() if not t.annotations}
+    pending = {prefix + k for k, s in db.execute("SELECT key, status FROM images") if s in ("pushed", "val_pushed")}
+    assert pending <= open_keys, "the state waits on a task the server does not have"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="detal"):
+        _run(run_cycle, cfg)  # the labelled image's task stays deleted: said once, not every night
+    assert not [r for r in caplog.records if "deleted in Label Studio" in r.getMessage()]
+    assert project_status(cfg)["deleted_tasks"]["kept"] == 1
