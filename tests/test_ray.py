@@ -104,40 +104,44 @@ def _same(a, b) -> bool:
             and (a.feature is None or np.array_equal(a.feature, b.feature)))
 
 
-def test_scoring_pass_and_selection_equal_local(cluster, tiny):
-    """Same weights, pool and seed: identical predictions, scores and selections on both engines, and the
-    Ray pass scores only the images the strategy asks for."""
+def test_scoring_pass_and_selection_equal_local(cluster, tiny, tmp_path):
+    """Same weights, pool and seed: identical predictions, scores and selections on both engines (mix with the
+    flip measure; coreset with pooled features), an unreadable image included, and the Ray pass scores only
+    the images the strategy asks for."""
     from detal.acquisition.selection import select
     from detal.engines.ray_scoring import RayScorer
     from detal.scoring import ScoringPass, make_scorer
 
-    pool = list(tiny.data.train) + list(tiny.data.val)  # 32 images of 3 sizes, 8 batches of 4
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    pool = list(tiny.data.train) + [broken] + list(tiny.data.val)  # 33 images of 3 sizes: 9 batches of 4
     ids = np.arange(len(pool), dtype=np.int64)
     names = tiny.data.names
-    local = make_scorer(_cfg("local"), tiny.weights, device="cpu", features=True)
-    remote = make_scorer(_cfg("ray", cluster[0]), tiny.weights, device="cpu", features=True)
-    assert isinstance(remote, RayScorer)
-    assert remote.names == local.names == names
-    for strategy in ("mix", "coreset"):
-        cfg = _cfg("local")
+    for strategy, measure, features in (("mix", "flip", False), ("coreset", "entropy", True)):
         runs = []
-        for scorer in (local, remote):
+        for engine in ("local", "ray"):
+            cfg = _cfg(engine, cluster[0], measure=measure)
+            scorer = make_scorer(cfg, tiny.weights, device="cpu", features=features)
+            assert isinstance(scorer, RayScorer) == (engine == "ray")
             sp = ScoringPass(scorer, pool, cfg.scoring, names, audit=True)
-            sel = select(strategy, ids, 8, np.random.default_rng(7), sp, cfg.selection)
-            runs.append((sel, sp))
+            runs.append((select(strategy, ids, 8, np.random.default_rng(7), sp, cfg.selection), sp))
         (a, pa), (b, pb) = runs
         assert a.ids.tolist() == b.ids.tolist() and a.sources == b.sources
         np.testing.assert_array_equal(a.scores, b.scores)
         assert pa.n_scored == pb.n_scored and pa.audit_images == pb.audit_images
+        assert pa.audit_boxes == pb.audit_boxes
+        done = sorted(pa.predictions)
+        mine, theirs = pa.predict(done), pb.predict(done)
+        assert all(_same(x, y) for x, y in zip(mine, theirs))
+        assert sum(len(x.cls) for x in mine) > 0  # boxes and class vectors compared, not only empty images
         if strategy == "mix":
             assert pb.n_scored < len(pool)  # only the random subset saw the model
-        else:  # coreset: every image, with its pooled feature
-            mine, theirs = pa.predict(ids), pb.predict(ids)
-            assert all(_same(x, y) for x, y in zip(mine, theirs)) and all(y.feature is not None for y in theirs)
-            assert sum(len(x.cls) for x in mine) > 0  # boxes and class vectors compared, not only empty images
-    assert remote.duplicates == 0
-    local.close()
-    remote.close()
+            assert all(np.array_equal(x.flip, y.flip) for x, y in zip(mine, theirs) if x.ok)
+        else:  # coreset: every image, each readable one with its pooled feature
+            assert pb.n_scored == len(pool) and pb.predictions[len(tiny.data.train)].error
+            assert all(y.feature is not None for y in theirs if y.ok)
+    assert scorer.names == names and scorer.duplicates == 0
+    scorer.close()
 
 
 def _actor_pids(head: int) -> list[int]:

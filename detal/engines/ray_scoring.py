@@ -6,8 +6,8 @@ and gets the same boxes, scores and selection as on the local engine. `map_batch
 in an actor pool: each actor loads the round's weights once (shipped through Ray's object store: a node
 needs no copy of the run folder), then decodes, letterboxes and predicts with `backend.Scorer`
 (detal.detector: the local scorer's code, nothing re-implemented here). What comes back per image is its
-position and its Prediction (boxes, full class vectors, the pooled feature when asked for), never pixels;
-the driver yields them in input order.
+position and its Prediction as Arrow columns (boxes, full class vectors, the pooled feature when asked for),
+never pixels; the driver yields them in input order, their arrays views of the columns.
 
 Failures are Ray's to handle: an actor that dies is restarted and its batches re-run (max_restarts and
 max_task_retries -1: Ray Data's defaults for actor pools). The driver checks that every image came back,
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import socket
 import sys
 from pathlib import Path
@@ -112,8 +111,42 @@ class _ScoreActor:
         for j in order:
             paths += [str(p) for p in chunks[j]]
             idx += range(int(starts[j]), int(starts[j]) + len(chunks[j]))
-        preds = [pickle.dumps(p, protocol=5) for p in self.scorer.iter_predictions(paths)]
-        return {"idx": np.asarray(idx, np.int64), "pred": np.array(preds, dtype=object)}
+        return _columns(idx, list(self.scorer.iter_predictions(paths)))
+
+
+_ARRAYS = ("boxes", "conf", "cls", "probs")
+
+
+def _ragged(arrays: list[np.ndarray]) -> np.ndarray:
+    out = np.empty(len(arrays), dtype=object)
+    out[:] = arrays
+    return out
+
+
+def _columns(idx: list[int], preds: list[Prediction]) -> dict:
+    """Predictions as columns (Ray stores them as Arrow tensors: the driver gets views, no object per array)."""
+    cols = {"idx": np.asarray(idx, np.int64), "width": np.array([p.width for p in preds], np.int64),
+            "height": np.array([p.height for p in preds], np.int64),
+            "error": np.array([p.error or "" for p in preds], dtype=object)}
+    for name in _ARRAYS:
+        cols[name] = _ragged([getattr(p, name) for p in preds])
+    if any(p.feature is not None for p in preds):
+        dim = next(p.feature for p in preds if p.feature is not None).shape
+        cols["has_feature"] = np.array([p.feature is not None for p in preds])
+        cols["feature"] = np.stack([np.zeros(dim, np.float32) if p.feature is None else p.feature for p in preds])
+    if any(p.flip is not None for p in preds):
+        cols["flip"] = _ragged([np.zeros(len(p.cls)) if p.flip is None else p.flip for p in preds])
+    return cols
+
+
+def _prediction(rows: dict, j: int, path: str) -> Prediction:
+    pred = Prediction(Path(path), int(rows["width"][j]), int(rows["height"][j]),
+                      *(np.asarray(rows[name][j]) for name in _ARRAYS), error=rows["error"][j] or None)
+    if "feature" in rows and rows["has_feature"][j]:
+        pred.feature = rows["feature"][j]
+    if "flip" in rows and pred.ok:
+        pred.flip = np.asarray(rows["flip"][j])
+    return pred
 
 
 def _names_task(backend: str, weights: list, name: str, kwargs: dict) -> tuple[str, ...]:
@@ -198,17 +231,17 @@ class RayScorer:
         paths = [str(p) for p in images]
         if not paths:
             return
-        pending: dict[int, bytes] = {}
+        pending: dict[int, tuple[dict, int]] = {}  # position -> (its block's columns, its row there)
         nxt = 0
         try:
             for rows in self._dataset(paths).iter_batches(batch_size=None, batch_format="numpy"):
-                for i, blob in zip(rows["idx"].tolist(), rows["pred"]):
+                for j, i in enumerate(rows["idx"].tolist()):
                     if i < nxt or i in pending:
                         self.duplicates += 1
                         continue
-                    pending[i] = blob
+                    pending[i] = (rows, j)
                 while nxt in pending:
-                    yield pickle.loads(pending.pop(nxt))
+                    yield _prediction(*pending.pop(nxt), paths[nxt])
                     nxt += 1
         except ray.exceptions.RayError as exc:
             raise DetalError(f"scoring on Ray failed: {_first_line(exc)}; rerun, or set scoring.engine: local "
