@@ -87,3 +87,18 @@ def image_cost(pre: np.ndarray, final: np.ndarray, per_action: Mapping[str, floa
     """One image: (action counts, seconds with the pre-labels `pre` shown, seconds drawn from scratch)."""
     act = actions(pre, final)
     return act, seconds(act, per_action, per_image), seconds(from_scratch(final), per_action, per_image)
+
+
+def expected_seconds(shown_conf: np.ndarray, hidden_conf: np.ndarray, per_action: Mapping[str, float],
+                     per_image: float) -> float:
+    """What an image is expected to cost, from its own predictions, before anyone has looked at it.
+
+    A pre-label shown with confidence c is taken as right with probability c (accepted) and else false
+    (deleted); a box the model saw below the pre-label threshold with confidence c is an object it missed with
+    probability c (drawn). The model's confidences are not calibrated probabilities: this ranks images by
+    their likely cost, it does not predict an annotator's clock.
+    """
+    shown = np.asarray(shown_conf, np.float64).ravel()
+    hidden = np.asarray(hidden_conf, np.float64).ravel()
+    return float(per_image + (shown * per_action["accepted"] + (1 - shown) * per_action["deleted"]).sum()
+                 + (hidden * per_action["drawn"]).sum())

@@ -98,8 +98,10 @@ class ScoringPass:
     images it scored, and the audit rows when `audit` is on.
     """
 
-    def __init__(self, scorer, images: Sequence[Path], sc: ScoringConfig, names: Sequence[str], audit: bool = False):
+    def __init__(self, scorer, images: Sequence[Path], sc: ScoringConfig, names: Sequence[str], audit: bool = False,
+                 cfg: Config | None = None):
         self.scorer, self.images, self.sc, self.names = scorer, images, sc, names
+        self.cfg = cfg  # with it, each scored image also gets its expected annotation seconds (Scored.seconds)
         # scoring.calibration, set by the round: per-class box weights (difficulty) or the temperature
         self.class_weights: np.ndarray | None = None
         self.temperature: float | None = None
@@ -131,7 +133,18 @@ class ScoringPass:
         if self.audit_images is not None:
             self.audit_images.extend(image_rows(preds, scores))
             self.audit_boxes.extend(box_rows(preds, self.sc, self.names, self.temperature))
-        return Scored(scores=scores, features=feats, classes=[p.cls[p.conf >= self.sc.conf] for p in preds])
+        seconds = None if self.cfg is None else np.array([expected_seconds_of(p, self.cfg) for p in preds])
+        return Scored(scores=scores, features=feats, classes=[p.cls[p.conf >= self.sc.conf] for p in preds],
+                      seconds=seconds)
+
+
+def expected_seconds_of(pred: Prediction, cfg: Config) -> float:
+    """detal.cost.expected_seconds of one prediction: its pre-labels as shown, and the boxes below their threshold."""
+    from detal.cost import expected_seconds
+
+    shown = prelabels_for(pred, cfg)
+    return expected_seconds(shown.conf, pred.conf[pred.conf < cfg.prelabel.conf], cfg.cost.per_action,
+                            cfg.cost.per_image)
 
 
 def image_scores_for(preds: Sequence[Prediction], sc: ScoringConfig, class_weights: np.ndarray | None = None,

@@ -61,3 +61,14 @@ def test_effort_counts_derive_from_the_same_matching():
     act = actions(pre, final)
     assert act == {"accepted": 1, "moved": 2, "relabelled": 1, "deleted": 1, "drawn": 1}
     assert effort_counts(pre, final) == {"accepted": 1, "corrected": 2, "deleted": 1, "added": 1}
+
+
+def test_expected_seconds_hand_counted():
+    from detal.cost import expected_seconds
+
+    per = {"accepted": 1.0, "moved": 4.0, "relabelled": 3.0, "deleted": 2.0, "drawn": 10.0}
+    # shown 0.9: 0.9 x 1 + 0.1 x 2 = 1.1; shown 0.5: 0.5 + 1.0 = 1.5; hidden 0.2: 0.2 x 10 = 2.0; per image 5
+    assert expected_seconds([0.9, 0.5], [0.2], per, 5.0) == pytest.approx(5.0 + 1.1 + 1.5 + 2.0)
+    assert expected_seconds([], [], per, 5.0) == 5.0  # nothing predicted: the image's own time only
+    # a confident box is cheaper than an unsure one; a likely missed box costs most
+    assert expected_seconds([0.95], [], per, 0) < expected_seconds([0.3], [], per, 0) < expected_seconds([], [0.5], per, 0)

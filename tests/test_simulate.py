@@ -294,3 +294,13 @@ def test_a_table_of_an_older_detal_gains_the_new_columns(tmp_path):
     t = pd.read_csv(path)
     assert list(t.columns) == ["strategy", "seed", "round", "map50_95", "annotation_seconds"]
     assert t["map50_95"].tolist() == [0.5, 0.6] and t["annotation_seconds"].isna().tolist() == [True, False]
+
+
+def test_entropy_per_second_runs_on_the_rounds_expected_seconds(data_yaml, tmp_path):
+    # the round builds the ScoringPass with the config, so Scored.seconds exists; the picks differ from
+    # entropy_wide's on the same seed (same subset, other ranking)
+    cfg = _cfg(data_yaml, tmp_path, seeds=[0], strategies=["entropy_wide", "entropy_per_second"])
+    s = pd.read_csv(run_experiment(cfg, quiet=True, backend=fake_backend) / "selections.csv")
+    wide, per_sec = (set(s[(s.strategy == n) & (s["round"] == 1)]["image"]) for n in ("entropy_wide",
+                                                                                       "entropy_per_second"))
+    assert len(per_sec) == len(wide) == 9 and per_sec != wide

@@ -32,6 +32,10 @@ Strategies (`STRATEGIES`):
   With a subset of 20% of the pool and a budget of 10% of the starting pool, plain `entropy` keeps
   the top half of its subset in the first round and ~3/4 of it by round 4: close to random by
   construction. `entropy` and `mix` stay exactly as specified (they are the reference).
+- `entropy_per_second`: `entropy_wide` (same subset and score) ranked by score per expected
+  annotation second, `Scored.seconds` (return on investment: Settles et al. 2008, Haertel et al. 2008).
+  The seconds come from the image's own predictions (detal.cost.expected_seconds): pre-labels to verify
+  or delete, likely missed boxes to draw. Issue 23's candidate for saving seconds rather than images.
 
 Class balance (`SelectionConfig.class_balance = b > 0`, every uncertainty-based strategy): with
 `labelled_class_counts` n_c over nc classes, smoothed frequency f_c = (n_c + 1) / (sum(n) + nc) and
@@ -61,6 +65,7 @@ class Scored:
     scores: np.ndarray  # (n,) float, higher = more worth labelling
     features: np.ndarray | None = None  # (n, d) pooled backbone features, if computed
     classes: list[np.ndarray] | None = None  # predicted class ids of kept boxes per image
+    seconds: np.ndarray | None = None  # (n,) expected annotation seconds of each image's pre-labels (detal.cost)
 
 
 ScoreFn = Callable[[np.ndarray], Scored]  # takes an int array of pool ids
@@ -130,8 +135,13 @@ def _checked_pool(pool: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _score(score_fn: ScoreFn, ids: np.ndarray, params: _Params, need_features: bool = False):
-    """Call score_fn on ids; validate its answer; return (ranking scores, features or None)."""
+def _score(score_fn: ScoreFn, ids: np.ndarray, params: _Params, need_features: bool = False,
+           per_second: bool = False):
+    """Call score_fn on ids; validate its answer; return (ranking scores, features or None).
+
+    per_second: the ranking score is the score per expected annotation second (Scored.seconds): return on
+    investment, the utility of a label over its cost (Settles et al., NIPS workshop 2008; Haertel et al., ACL 2008).
+    """
     res = score_fn(ids)
     if not isinstance(res, Scored):
         raise TypeError(f"score_fn must return a detal.acquisition.selection.Scored, got {type(res).__name__}")
@@ -154,6 +164,12 @@ def _score(score_fn: ScoreFn, ids: np.ndarray, params: _Params, need_features: b
         if res.classes is None or len(res.classes) != len(ids):
             raise ValueError("class_balance > 0 needs Scored.classes (predicted class ids per image) from score_fn")
         scores = scores * class_balance_weights(res.classes, params.class_counts, params.cfg.class_balance)
+    if per_second:
+        secs = None if res.seconds is None else np.asarray(res.seconds, dtype=np.float64)
+        if secs is None or secs.shape != (len(ids),) or not np.isfinite(secs).all() or (secs <= 0).any():
+            raise ValueError("this strategy ranks by score per expected second: score_fn must return Scored.seconds, "
+                             f"{len(ids)} positive finite values (build the ScoringPass with the config)")
+        scores = scores / secs
     return scores, feats
 
 
@@ -181,9 +197,9 @@ def select_random(pool, budget, rng, score_fn, params) -> Selection:
     return Selection(ids, np.full(budget, np.nan), ("random",) * budget, 0)
 
 
-def select_entropy(pool, budget, rng, score_fn, params, wide: bool = False) -> Selection:
+def select_entropy(pool, budget, rng, score_fn, params, wide: bool = False, per_second: bool = False) -> Selection:
     sub = _subset(pool, budget, rng, params, wide)
-    scores, _ = _score(score_fn, sub, params)
+    scores, _ = _score(score_fn, sub, params, per_second=per_second)
     top = _rank(sub, scores)[:budget]
     return Selection(sub[top], scores[top], ("uncertainty",) * budget, len(sub))
 
@@ -291,6 +307,9 @@ RECOMMENDED = "entropy_wide"
 RECOMMENDED_CALIBRATION = "temperature"
 ALIASES = {"recommended": RECOMMENDED}
 STRATEGIES["recommended"] = replace(STRATEGIES[RECOMMENDED], calibration=RECOMMENDED_CALIBRATION)
+# entropy_wide ranked by uncertainty per expected annotation second (issue 23): the same subset and score, divided
+# by what the image's own pre-labels are expected to cost (detal.cost.expected_seconds)
+STRATEGIES["entropy_per_second"] = Strategy(partial(select_entropy, wide=True, per_second=True))
 
 
 def resolve(name: str) -> str:

@@ -32,13 +32,14 @@ class FakeScorer:
         self.scores = rng.integers(0, 4, UNIVERSE).astype(float) if ties else rng.random(UNIVERSE)
         self.features = rng.normal(size=(UNIVERSE, d)) if features else None
         self.classes = [rng.integers(0, nc, size=rng.integers(0, 4)) for _ in range(UNIVERSE)]
+        self.seconds = 3.0 + 7.0 * rng.random(UNIVERSE)  # expected annotation seconds per image
         self.calls: list[np.ndarray] = []
 
     def __call__(self, ids: np.ndarray) -> Scored:
         assert ids.dtype.kind == "i"
         self.calls.append(np.array(ids, copy=True))
         feats = None if self.features is None else self.features[ids]
-        return Scored(self.scores[ids], feats, [self.classes[i] for i in ids])
+        return Scored(self.scores[ids], feats, [self.classes[i] for i in ids], self.seconds[ids])
 
     @property
     def seen(self) -> np.ndarray:
@@ -364,7 +365,7 @@ def _one_line(excinfo):
 
 
 def test_unknown_strategy_lists_valid_names_and_suggests():
-    with pytest.raises(ConfigError, match=r"unknown selection strategy 'entrop'; valid: coreset, diverse, entropy, entropy_wide, mix, mix_wide, random, recommended\. Did you mean 'entropy'\?") as e:
+    with pytest.raises(ConfigError, match=r"unknown selection strategy 'entrop'; valid: coreset, diverse, entropy, entropy_per_second, entropy_wide, mix, mix_wide, random, recommended\. Did you mean 'entropy'\?") as e:
         run("entrop", np.arange(10), 2, 0)
     assert isinstance(e.value, ValueError)
 
@@ -500,3 +501,31 @@ def test_random_share_is_declared_by_the_strategies_that_draw_one(name):
     declared = name in with_random_share() or (name == "recommended" and STRATEGIES[name].random_share)
     assert ("random" in sel.sources) == declared
     assert "recommended" not in with_random_share()
+
+
+def test_entropy_per_second_ranks_by_score_per_expected_second():
+    scorer = FakeScorer(seed=4)
+    pool = np.arange(200)
+    per_sec = select("entropy_per_second", pool, 10, np.random.default_rng(7), scorer)
+    plain = select("entropy_wide", pool, 10, np.random.default_rng(7), FakeScorer(seed=4))
+    sub = scorer.calls[0]
+    ratio = scorer.scores[sub] / scorer.seconds[sub]
+    expected = sub[np.lexsort((sub, -ratio))][:10]
+    assert np.array_equal(per_sec.ids, expected)
+    assert np.allclose(per_sec.scores, scorer.scores[expected] / scorer.seconds[expected])
+    assert not np.array_equal(np.sort(per_sec.ids), np.sort(plain.ids))  # dividing by seconds changed the pick
+    # a cheaper image with the same score ranks first
+    twin = FakeScorer(seed=4)
+    twin.scores[:] = 1.0
+    cheap = select("entropy_per_second", pool, 1, np.random.default_rng(7), twin)
+    assert twin.seconds[cheap.ids[0]] == twin.seconds[twin.calls[0]].min()
+
+
+def test_entropy_per_second_needs_positive_seconds():
+    for bad in (None, np.zeros(0), -1.0):
+        def fn(ids, bad=bad):
+            secs = None if bad is None else (np.full(len(ids), bad) if np.ndim(bad) == 0 else bad)
+            return Scored(np.ones(len(ids)), seconds=secs)
+
+        with pytest.raises(ValueError, match="Scored.seconds"):
+            select("entropy_per_second", np.arange(50), 3, np.random.default_rng(0), fn)
