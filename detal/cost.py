@@ -16,7 +16,9 @@ An image with no pre-labels costs the drawing of every box: the from-scratch bas
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -102,3 +104,66 @@ def expected_seconds(shown_conf: np.ndarray, hidden_conf: np.ndarray, per_action
     hidden = np.asarray(hidden_conf, np.float64).ravel()
     return float(per_image + (shown * per_action["accepted"] + (1 - shown) * per_action["deleted"]).sum()
                  + (hidden * per_action["drawn"]).sum())
+
+
+# ---------------------------------------------------------------- fitting seconds per action to lead_time
+
+FIT_TERMS = ("per_image", *ACTIONS)  # the unknowns of a fit: the fixed time of an image, then one per action
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Seconds per image and per action fitted to annotators' lead_time, and how well they predict held-out tasks."""
+
+    seconds: dict[str, float]  # FIT_TERMS -> fitted seconds (non-negative)
+    tasks: int  # tasks fitted on (after dropping the clipped outliers)
+    clipped: int  # tasks whose lead_time was above the outlier limit: left out
+    limit: float  # that limit, seconds (Q3 + 3 x IQR of lead_time)
+    heldout_mae: float  # median absolute error on held-out tasks (k-fold), seconds
+    heldout_rel: float  # the same, relative to the held-out tasks' median lead_time
+    heldout_r2: float  # R^2 of the held-out predictions
+    baseline_mae: float  # median absolute error of predicting every task by the median lead_time (for scale)
+
+
+def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from scipy.optimize import nnls
+
+    return nnls(a, b)[0]
+
+
+def fit_seconds(counts: np.ndarray, lead_time: np.ndarray, folds: int = 5, seed: int = 0) -> Fit:
+    """Non-negative least squares of lead_time on [1, action counts] (one row per annotated task).
+
+    counts: (n, len(ACTIONS)) in ACTIONS order. People pause and leave tasks open: lead times above
+    Q3 + 3 x IQR are left out before fitting. Held-out quality: `folds`-fold cross-validation with a seeded
+    shuffle (same data, same numbers). Raises ValueError when there are fewer tasks than unknowns.
+    """
+    x = np.asarray(counts, np.float64).reshape(-1, len(ACTIONS))
+    y = np.asarray(lead_time, np.float64).ravel()
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} rows of action counts but {len(y)} lead times")
+    ok = np.isfinite(y) & (y >= 0)
+    x, y = x[ok], y[ok]
+    q1, q3 = (np.percentile(y, [25, 75]) if len(y) else (0.0, 0.0))
+    limit = float(q3 + 3 * (q3 - q1))
+    keep = y <= limit
+    x, y = x[keep], y[keep]
+    n_terms = len(FIT_TERMS)
+    if len(y) < n_terms + 2:
+        raise ValueError(f"{len(y)} annotated tasks with a lead_time; a fit of {n_terms} seconds needs at least "
+                         f"{n_terms + 2}: annotate more tasks first")
+    a = np.column_stack([np.ones(len(y)), x])
+    coef = _nnls(a, y)
+    k = min(folds, len(y))
+    order = np.random.default_rng(seed).permutation(len(y))
+    pred = np.empty(len(y))
+    for part in np.array_split(order, k):
+        train = np.setdiff1d(order, part)
+        pred[part] = a[part] @ _nnls(a[train], y[train])
+    err = np.abs(pred - y)
+    med = float(np.median(y))
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return Fit(seconds={t: float(c) for t, c in zip(FIT_TERMS, coef)}, tasks=int(len(y)), clipped=int((~keep).sum()),
+               limit=limit, heldout_mae=float(np.median(err)), heldout_rel=float(np.median(err) / med) if med else math.nan,
+               heldout_r2=1 - float((err ** 2).sum()) / ss_tot if ss_tot else math.nan,
+               baseline_mae=float(np.median(np.abs(y - med))))

@@ -72,3 +72,29 @@ def test_expected_seconds_hand_counted():
     assert expected_seconds([], [], per, 5.0) == 5.0  # nothing predicted: the image's own time only
     # a confident box is cheaper than an unsure one; a likely missed box costs most
     assert expected_seconds([0.95], [], per, 0) < expected_seconds([0.3], [], per, 0) < expected_seconds([], [0.5], per, 0)
+
+
+def test_fit_recovers_known_seconds_despite_pauses():
+    from detal.cost import FIT_TERMS, fit_seconds
+
+    rng = np.random.default_rng(0)
+    truth = {"per_image": 3.0, "accepted": 1.5, "moved": 4.0, "relabelled": 2.5, "deleted": 2.0, "drawn": 8.0}
+    counts = rng.integers(0, 6, size=(200, len(ACTIONS)))
+    lead = counts @ np.array([truth[a] for a in ACTIONS]) + truth["per_image"] + rng.normal(0, 0.5, 200)
+    lead[:6] += 3600  # six tasks left open over lunch
+    fit = fit_seconds(counts, lead)
+    assert fit.clipped == 6 and fit.tasks == 194
+    for t in FIT_TERMS:
+        assert fit.seconds[t] == pytest.approx(truth[t], abs=0.3), t
+    assert fit.heldout_mae < 1.0 < fit.baseline_mae and fit.heldout_r2 > 0.95
+    assert fit_seconds(counts, lead) == fit  # seeded folds: same data, same numbers
+
+
+def test_fit_is_non_negative_and_refuses_too_few_tasks():
+    from detal.cost import fit_seconds
+
+    counts = np.eye(len(ACTIONS), dtype=int).repeat(3, axis=0)
+    lead = 5.0 - counts[:, 0] * 1.0  # accepting would "save" a second: clipped at zero, not negative
+    assert min(fit_seconds(counts, lead).seconds.values()) >= 0
+    with pytest.raises(ValueError, match="annotate more tasks"):
+        fit_seconds(counts[:5], lead[:5])
