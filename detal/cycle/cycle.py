@@ -20,6 +20,7 @@ from detal.labels import image_key
 from detal.progress import Progress
 from detal.round import Arm, Collected, class_rows, collect, run_round
 from detal.types import (
+    ACTION_COLUMNS,
     BOX_EFFORT_KEYS,
     PER_CLASS_COLUMNS,
     SELECTED_CLASS_COLUMNS,
@@ -130,7 +131,7 @@ def _cycle(p: Project) -> CycleOutcome:
     p.train.finished = False
     res = run_round(arm, p.train, r, last=False)  # a live project has no last round
     row = res.metrics
-    for k in (*BOX_EFFORT_KEYS, "skipped"):  # this run's collect, the edits, and the waiting runs' since the last round
+    for k in (*BOX_EFFORT_KEYS, *ACTION_COLUMNS, "skipped"):  # this run's collect and edits, and the waiting runs'
         row[k] += int(carry[k])
     row["edited_images"] = carry["edited_images"]  # the rounds table (status) only: metrics.csv keeps its columns
     est = _estimates(p, [early])
@@ -149,10 +150,12 @@ def _cycle(p: Project) -> CycleOutcome:
 def _carry(p: Project, early: Collected, edits: reconcile.Edits) -> dict:
     """Effort and boxes per class collected since the last round: a run that does not train keeps them in
     the state (meta `effort_carry`) for the round that trains on those labels, so none goes uncounted."""
-    carry = {**dict.fromkeys((*BOX_EFFORT_KEYS, "skipped", "edited_images"), 0), "joined": {},
+    carry = {**dict.fromkeys((*BOX_EFFORT_KEYS, *ACTION_COLUMNS, "skipped", "edited_images"), 0), "joined": {},
              **(p.store.meta("effort_carry") or {})}
     for k in BOX_EFFORT_KEYS:
         carry[k] += int(early.annotations.effort.get(k, 0)) + edits.effort[k]
+    for k in ACTION_COLUMNS:
+        carry[k] += int(early.actions[k]) + edits.actions[k]
     carry["skipped"] += len(early.annotations.skipped)
     carry["edited_images"] += len(edits.train)
     for r, keys in early.joined.items():

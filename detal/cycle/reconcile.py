@@ -8,7 +8,8 @@
 - a skipped task annotated after all: back to pending, so the collect that follows labels it;
 - an annotation edited (or replaced by a newer one) after it was collected: the label of record follows
   the newest annotation, for the train pool and the val set alike; the edit's box actions (previous
-  label of record -> new one) are counted as effort.
+  label of record -> new one) are counted as effort, and their seconds (detal.cost: reopening the image,
+  each change; boxes kept cost nothing more) are added to what the image cost.
 
 Label files are rewritten before the state records anything (as `round.collect` does); a run killed in
 between finds the file already equal to the annotation and only repairs the box counts.
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from detal.annotate import Request
+from detal.cost import ACTIONS, from_scratch, seconds
+from detal.cost import actions as actions_of
 from detal.cycle.project import Project, move_to_pool
 from detal.data import format_labels, read_labels
 from detal.labelstudio.format import effort_counts
@@ -58,6 +61,7 @@ class Edits:
     train: list[str] = field(default_factory=list)
     val: list[str] = field(default_factory=list)
     effort: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BOX_EFFORT_KEYS, 0))
+    actions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))  # detal.cost, summed
 
 
 def server_tasks(p: Project) -> dict[str, int] | None:
@@ -180,9 +184,23 @@ def follow_edits(p: Project, skip: set[str] = frozenset()) -> Edits:
             if old_text is not None:
                 (out.train if side == "train" else out.val).append(k)
                 if side == "train":  # val annotation effort is not counted, first pass or edit
-                    diff = effort_counts(read_labels(file, nc), new)
-                    for e in BOX_EFFORT_KEYS:  # boxes kept as they were: counted when first collected
-                        out.effort[e] += diff[e] if e != "accepted" else 0
+                    _count(p, k, read_labels(file, nc), new, out)
             p.labels.put(k, arm.path_of(k), new)
             state.boxes[k] = counts
     return out
+
+
+def _count(p: Project, key: str, old: np.ndarray, new: np.ndarray, out: Edits) -> None:
+    """The edit's effort and actions (boxes kept as they were were counted when first collected), and its
+    seconds added to what the image cost; an image whose first pass was not measured stays unmeasured."""
+    diff = effort_counts(old, new)
+    for e in BOX_EFFORT_KEYS:
+        out.effort[e] += diff[e] if e != "accepted" else 0
+    act = {**actions_of(old, new), "accepted": 0}
+    for a in ACTIONS:
+        out.actions[a] += act[a]
+    if key in p.train.seconds:
+        cost = p.cfg.cost
+        spent = seconds(act, cost.per_action, cost.per_image)
+        p.train.seconds[key] = [round(p.train.seconds[key][0] + spent, 3),
+                                round(seconds(from_scratch(new), cost.per_action, cost.per_image), 3)]

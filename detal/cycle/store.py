@@ -1,7 +1,7 @@
 """The live project's state: one SQLite file (WAL) and the lock that keeps one scheduled run at a time.
 
-Per image its status (pool, val, val_pushed, pushed, labelled, skipped), round, source, task id and boxes
-per class; per round its metrics; per run its outcome. Every change of state is one transaction.
+Per image its status (pool, val, val_pushed, pushed, labelled, skipped), round, source, task id, boxes
+per class and annotation seconds (detal.cost: with the pre-labels shown, from scratch); per round its metrics; per run its outcome. Every change of state is one transaction.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
     key TEXT PRIMARY KEY,
     status TEXT NOT NULL CHECK (status IN ('pool', 'val', 'val_pushed', 'pushed', 'labelled', 'skipped')),
-    round INTEGER, source TEXT, task_id INTEGER, boxes TEXT, present INTEGER NOT NULL DEFAULT 1);
+    round INTEGER, source TEXT, task_id INTEGER, boxes TEXT, present INTEGER NOT NULL DEFAULT 1, seconds TEXT);
 CREATE TABLE IF NOT EXISTS rounds (round INTEGER PRIMARY KEY, finished_at TEXT NOT NULL, weights TEXT NOT NULL,
     metrics TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, command TEXT NOT NULL, started_at TEXT NOT NULL,
@@ -49,6 +49,9 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
+            if "seconds" not in {row[1] for row in self.db.execute("PRAGMA table_info(images)")}:
+                # a project started before detal counted seconds: its earlier labels stay "not measured"
+                self.db.execute("ALTER TABLE images ADD COLUMN seconds TEXT")
         except sqlite3.Error as exc:
             raise DetalError(f"{self.path}: cannot open the project state ({exc}); check the folder is writable "
                              "and the file is a detal state database") from None
@@ -84,10 +87,13 @@ class Store:
         """(train state, val state, source per key) from the images table and meta."""
         train, val = ArmState(), ArmState()
         sources = {}
-        for key, status, rnd, source, boxes in self.db.execute("SELECT key, status, round, source, boxes FROM images"):
+        for key, status, rnd, source, boxes, secs in self.db.execute(
+                "SELECT key, status, round, source, boxes, seconds FROM images"):
             sources[key] = source
             if status == "labelled":
                 train.labelled[key], train.boxes[key] = rnd, json.loads(boxes)
+                if secs is not None:  # [with the pre-labels shown, from scratch] (detal.cost)
+                    train.seconds[key] = json.loads(secs)
             elif status == "pushed":
                 train.pending[key] = rnd
             elif status == "skipped":
@@ -111,11 +117,12 @@ class Store:
         rows += [(k, "val", r, json.dumps(val.boxes[k])) for k, r in val.labelled.items()]
         rows += [(k, "val_pushed", r, None) for k, r in val.pending.items()]
         rows += [(k, "pool", None, None) for k in pool]
+        secs = {k: json.dumps(v) for k, v in train.seconds.items() if k in train.labelled}
         db.executemany(
-            "INSERT INTO images (key, status, round, boxes, source) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE "
-            "SET status = excluded.status, round = excluded.round, boxes = excluded.boxes, "
-            "source = COALESCE(excluded.source, images.source)",
-            [(k, s, r, b, sources.get(k)) for k, s, r, b in rows])
+            "INSERT INTO images (key, status, round, boxes, source, seconds) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET status = excluded.status, round = excluded.round, boxes = excluded.boxes, "
+            "source = COALESCE(excluded.source, images.source), seconds = excluded.seconds",
+            [(k, s, r, b, sources.get(k), secs.get(k)) for k, s, r, b in rows])
         if task_ids:
             db.executemany("UPDATE images SET task_id = ? WHERE key = ?", [(t, k) for k, t in task_ids.items()])
         if present is not None:

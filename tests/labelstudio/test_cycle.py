@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from detal import cost
 from detal.config import parse_config
 from detal.cycle import format_status, init_project, project_status, run_cycle
 from detal.data import format_labels, image_size, label_path, read_labels
@@ -371,6 +372,17 @@ def test_an_edit_after_collection_becomes_the_label_of_record_and_is_counted(ls_
     metrics = json.loads(db.execute("SELECT metrics FROM rounds WHERE round = 2").fetchone()[0])
     changed = ("corrected", "deleted", "added")  # boxes the edit kept were counted in round 1
     assert {k: metrics[k] for k in changed} == {k: want[k] for k in changed}
+    # and its cost: the actions in the round's columns, its seconds added to what the labelled set cost
+    act = {**cost.actions(before, edited), "accepted": 0}
+    assert {k: metrics[k] for k in ("moved", "relabelled", "drawn")} == {k: act[k] for k in ("moved", "relabelled", "drawn")}
+    first = json.loads(db.execute("SELECT metrics FROM rounds WHERE round = 1").fetchone()[0])
+    per_action, per_image = cfg.cost.per_action, cfg.cost.per_image
+    assert metrics["labeled_images"] == first["labeled_images"]  # the same images: only the edit changed
+    assert metrics["annotation_seconds"] == pytest.approx(
+        first["annotation_seconds"] + cost.seconds(act, per_action, per_image), abs=0.2)
+    assert metrics["scratch_seconds"] == pytest.approx(
+        first["scratch_seconds"] + cost.seconds(cost.from_scratch(edited), per_action, per_image)
+        - cost.seconds(cost.from_scratch(before), per_action, per_image), abs=0.2)
     assert want["deleted"] + want["added"] + want["corrected"] >= 2
     text = format_status(project_status(cfg))
     assert "annotations edited after collection" in text and "1 train and 1 val" in text
@@ -463,3 +475,27 @@ def test_deleted_tasks_never_stall_the_project(ls_server, conn, tmp_path, token,
         _run(run_cycle, cfg)  # the labelled image's task stays deleted: said once, not every night
     assert not [r for r in caplog.records if "deleted in Label Studio" in r.getMessage()]
     assert project_status(cfg)["deleted_tasks"]["kept"] == 1
+
+
+def test_a_state_from_before_seconds_were_counted_opens_and_keeps_them_unmeasured(tmp_path):
+    """No server needed: the images table gains its seconds column; earlier labels stay 'not measured'."""
+    from detal.cycle import Store
+    from detal.state import ArmState
+
+    path = tmp_path / "project.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript("CREATE TABLE images (key TEXT PRIMARY KEY, status TEXT NOT NULL, round INTEGER, source TEXT, "
+                      "task_id INTEGER, boxes TEXT, present INTEGER NOT NULL DEFAULT 1);"
+                      "INSERT INTO images (key, status, round, boxes) VALUES ('a.png', 'labelled', 1, '[1, 0]');")
+    old.close()
+    store = Store(path)
+    train, _, _ = store.load()
+    assert train.labelled == {"a.png": 1} and train.seconds == {}
+    assert np.isnan(train.labelled_seconds(["a.png"])[0])
+    train.pending["b.png"] = 2
+    train.label("b.png", np.array([0, 2]))
+    train.seconds["b.png"] = [12.5, 30.0]
+    with store.transaction() as db:
+        Store.save(db, train, ArmState(), [], {})
+    again, _, _ = Store(path).load()
+    assert again.seconds == {"b.png": [12.5, 30.0]} and again.boxes["b.png"] == [0, 2]
