@@ -160,19 +160,24 @@ def collect(arm: Arm, state: ArmState) -> Collected:
 
 
 def request(arm: Arm, state: ArmState, ids: np.ndarray, round_idx: int, *, scores: dict[Path, float] | None = None,
-            scoring: ScoringPass | None = None, model_version: str = "seed", sources=None) -> None:
-    """Hand pool ids to the annotator for `round_idx`, with pre-labels when it shows them."""
+            scoring: ScoringPass | None = None, model_version: str = "seed", sources=None) -> float:
+    """Hand pool ids to the annotator for `round_idx`, with pre-labels when it shows them.
+
+    Returns the seconds the pre-label pass took (the model on the requested images it had not scored)."""
     images = tuple(arm.images[int(i)] for i in ids)
     # still-open requests get this model's pre-labels too: a task left with an older model_version loses
     # its pre-labels from the label stream once the project moves on
     open_ids = [i for i, k in enumerate(arm.keys) if k in state.pending]
     preds = {}
+    t0 = time.perf_counter()
     if arm.annotator.needs_predictions and scoring is not None:
         preds = {p.path: prelabels_for(p, arm.cfg) for p in scoring.predict([*map(int, ids), *open_ids])}
+    spent = time.perf_counter() - t0
     state.request([arm.keys[int(i)] for i in ids], round_idx)
     arm.annotator.request(Request(round_idx, images, preds, scores or {}, model_version,
                                   refresh=tuple(arm.images[i] for i in open_ids) if preds else (),
                                   sources=dict(zip(images, sources or ()))))
+    return spent
 
 
 def train_and_evaluate(arm: Arm, state: ArmState, r: int, round_dir: Path):
@@ -311,8 +316,9 @@ def run_round(arm: Arm, state: ArmState, r: int, *, last: bool) -> RoundResult:
         images = [arm.images[int(i)] for i in sel.ids]
         scores = {p: float(s) for p, s in zip(images, sel.scores)}
         try:
-            request(arm, state, sel.ids, r + 1, scores=scores, scoring=scoring, sources=sel.sources,
-                    model_version=arm.model_version(r))
+            # the pre-label pass of picks the strategy did not score (random ones) counts as selection time
+            row["select_seconds"] += round(request(arm, state, sel.ids, r + 1, scores=scores, scoring=scoring,
+                                                   sources=sel.sources, model_version=arm.model_version(r)), 3)
         finally:
             if scoring is not None:
                 scoring.scorer.close()

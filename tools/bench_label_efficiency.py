@@ -357,7 +357,7 @@ def format_study(df: pd.DataFrame, dataset: str, headline: str | None = None, st
         lines.append(f"{r['strategy']:<{w}} {r['seeds']:>5} {r['round']:>5} {r['images']:>6} {r['boxes']:>6} "
                      f"{(_num(r['map']) + sd):>15} {(_num(r['auc']) + auc_sd):>13} {diff:>26} {secs:>24} {scr:>24} "
                      f"{ims:>24} {bxs:>24}")
-    lines += ["", "mean seconds per round (train / eval / score+select; train over the rounds an arm trained, "
+    lines += ["", "mean seconds per round (train / eval / score+select+pre-labels; train over the rounds an arm trained, "
                   "not the first rounds it reused from another arm of its seed):"]
     for s, t in time_split(df).iterrows():
         reused = f"   ({int(t['reused'])} first rounds reused)" if t["reused"] else ""
