@@ -89,11 +89,11 @@ def _cycle(p: Project) -> CycleOutcome:
     if gone:
         p.progress.line(f"warning: {len(gone)} images of the project left the dataset (e.g. {sorted(gone)[0]}); "
                         "their labels and history are kept")
-    by_key = reconcile.server_tasks(p)
+    on_server = reconcile.server_tasks(p)
     task_ids, deleted = {}, reconcile.Deleted()
-    if by_key is not None:
-        task_ids = reconcile.adopt_orphans(p, by_key)
-        deleted, pushed_again = reconcile.deleted_tasks(p, by_key, set(p.store.meta("deleted_kept") or ()))
+    if on_server is not None:
+        task_ids = reconcile.adopt_orphans(p, on_server)
+        deleted, pushed_again = reconcile.deleted_tasks(p, on_server, set(p.store.meta("deleted_kept") or ()))
         task_ids.update(pushed_again)
     unskipped = reconcile.unskip(p)
     val_got = collect(p.val_arm, p.val)

@@ -29,6 +29,7 @@ from detal.cost import ACTIONS, from_scratch, seconds
 from detal.cost import actions as actions_of
 from detal.cycle.project import Project, move_to_pool
 from detal.data import format_labels, read_labels
+from detal.errors import DetalError
 from detal.labelstudio.format import effort_counts
 from detal.types import BOX_EFFORT_KEYS
 
@@ -64,32 +65,30 @@ class Edits:
     actions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))  # detal.cost, summed
 
 
-def server_tasks(p: Project) -> dict[str, int] | None:
-    """Every task of the project, task key (relative to the document root) -> id; None: no server to ask."""
+def server_tasks(p: Project) -> dict[str, tuple[str, int]] | None:
+    """The project's tasks for the images present now: image key -> ("train" | "val", task id).
+    None: the annotator has no server to ask."""
     tasks = getattr(p.arm.annotator, "task_keys", None)
-    return None if tasks is None else tasks()
-
-
-def _task_keys(p: Project) -> dict[str, tuple[str, str]]:
-    """task key -> ("train" | "val", image key) for every image of the project present now."""
+    if tasks is None:
+        return None
+    by_key = tasks()  # task key (relative to the server's document root) -> id
     root = p.arm.annotator.document_root
     out = {}
     for side, arm in (("train", p.arm), ("val", p.val_arm)):
         for k, img in zip(arm.keys, arm.images):
             with contextlib.suppress(ValueError):
-                out[Path(img).resolve().relative_to(root).as_posix()] = (side, k)
+                if (tid := by_key.get(Path(img).resolve().relative_to(root).as_posix())) is not None:
+                    out[k] = (side, tid)
     return out
 
 
-def adopt_orphans(p: Project, by_key: dict[str, int]) -> dict[str, int]:
+def adopt_orphans(p: Project, on_server: dict[str, tuple[str, int]]) -> dict[str, int]:
     """Tasks on the server for images the state still has in the pool were pushed by a run that died
     before saving: they become pending (nothing is lost, nothing is pushed twice). Returns key -> task id."""
     ids, adopted = {}, 0
     taken = {"train": p.train.taken(), "val": p.val.taken()}
-    for tkey, (side, k) in _task_keys(p).items():
-        if tkey not in by_key:
-            continue
-        ids[k] = by_key[tkey]
+    for k, (side, tid) in on_server.items():
+        ids[k] = tid
         if k not in taken[side]:
             state = p.train if side == "train" else p.val
             state.pending[k] = state.round_done + 1 if side == "train" else 1
@@ -100,12 +99,11 @@ def adopt_orphans(p: Project, by_key: dict[str, int]) -> dict[str, int]:
     return ids
 
 
-def deleted_tasks(p: Project, by_key: dict[str, int],
+def deleted_tasks(p: Project, on_server: dict[str, tuple[str, int]],
                   reported: set[str] = frozenset()) -> tuple[Deleted, dict[str, int]]:
     """Tasks detal pushed that the server no longer has. Returns what happened and key -> new task id.
 
     `reported`: labelled or skipped images whose deleted task an earlier run already reported."""
-    on_server = {k for tkey, (_, k) in _task_keys(p).items() if tkey in by_key}
     out = Deleted()
     gone_train = [k for k in p.arm.keys if k in p.train.pending and k not in on_server]
     gone_val = [k for k in p.val_arm.keys if k in p.val.pending and k not in on_server]
@@ -177,17 +175,34 @@ def follow_edits(p: Project, skip: set[str] = frozenset()) -> Edits:
             new = np.asarray(labels, float).reshape(-1, 5)
             counts = [int(c) for c in np.bincount(new[:, 0].astype(np.int64), minlength=nc)]
             file = p.labels.label_file(k)
-            old_text = file.read_text(encoding="utf-8") if file.exists() else None
-            if old_text == format_labels(new):
+            old = _record_of(file, nc)
+            if old is not None and old[0] == format_labels(new):
                 state.boxes[k] = counts  # a run killed after rewriting the file left the counts behind
                 continue
-            if old_text is not None:
+            if old is not None and old[1] is not None:  # else restored or repaired: no edit to count
                 (out.train if side == "train" else out.val).append(k)
                 if side == "train":  # val annotation effort is not counted, first pass or edit
-                    _count(p, k, read_labels(file, nc), new, out)
+                    _count(p, k, old[1], new, out)
             p.labels.put(k, arm.path_of(k), new)
             state.boxes[k] = counts
     return out
+
+
+def _record_of(file: Path, nc: int) -> tuple[str, np.ndarray | None] | None:
+    """The label file of record (text, labels); None when missing. A file damaged by hand (labels None) is
+    rewritten from the annotation all the same, as a repair: there is no "before" to count an edit from."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        log.warning("%s: unreadable label of record; rewritten from the newest annotation", file)
+        return "", None
+    try:
+        return text, read_labels(file, nc)
+    except DetalError as exc:
+        log.warning("%s; rewritten from the newest annotation", exc)
+        return text, None
 
 
 def _count(p: Project, key: str, old: np.ndarray, new: np.ndarray, out: Edits) -> None:

@@ -333,7 +333,7 @@ def _edit(bot: Bot, task, *, new_annotation: bool = False) -> np.ndarray:
 
 
 def test_an_edit_after_collection_becomes_the_label_of_record_and_is_counted(ls_server, conn, tmp_path, token,
-                                                                            monkeypatch):
+                                                                            monkeypatch, caplog):
     cfg, root = _project(ls_server, tmp_path, "cycle-edit")
     _run(init_project, cfg)
     bot = Bot(conn, cfg, root, seed=3)
@@ -399,8 +399,13 @@ def test_an_edit_after_collection_becomes_the_label_of_record_and_is_counted(ls_
     w, h = image_size(bot.conn_root / open_task.data["path"])
     ls.submit_annotation(conn, open_task.id, fmt.label_regions(truth, w, h, bot.names,
                                                                ls.project_spec(conn, bot.pid, bot.names)))
-    out = _run(run_cycle, cfg)
+    damaged = _label_file(cfg, _annotated(bot, val=False)[1].data["path"][len(prefix):])
+    damaged.write_text("0 0.5 nan 0.1 0.1\n")  # someone edited a label of record by hand
+    with caplog.at_level("WARNING", logger="detal"):
+        out = _run(run_cycle, cfg)
     assert out.trained and out.round == 3, out.message
+    said = [r.getMessage() for r in caplog.records if str(damaged) in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("rewritten from the newest annotation"), said
     assert _label_file(cfg, tkey).read_text() == format_labels(newer)
     assert db.execute("SELECT status FROM images WHERE key = ?", (skey,)).fetchone() == ("labelled",)
     metrics = json.loads(db.execute("SELECT metrics FROM rounds WHERE round = 3").fetchone()[0])
