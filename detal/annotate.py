@@ -48,6 +48,9 @@ class Annotations:
     effort_by_image: dict[Path, dict[str, int]] = field(default_factory=dict)  # the same, per image (when known)
     # the pre-labels each image was shown with: (n, 5) YOLO rows and (n,) scores (when known)
     prelabels: dict[Path, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # a simulated annotator's acceptance tolerance (detal.cost.actions): its labels are the ground truth; None for
+    # people, whose unchanged boxes are the accepted ones
+    accept_iou: float | None = None
 
 
 class Annotator(Protocol):
@@ -73,8 +76,8 @@ class GroundTruthOracle:
 
     needs_predictions = True
 
-    def __init__(self, nc: int):
-        self.nc = nc
+    def __init__(self, nc: int, accept_iou: float | None = None):
+        self.nc, self.accept_iou = nc, accept_iou  # cost.accept_iou: its labels are the ground truth
         self._ready: dict[Path, np.ndarray] = {}
         self._shown: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -86,13 +89,14 @@ class GroundTruthOracle:
                 self._shown[p] = (pred.yolo(), np.asarray(pred.conf, np.float64))
 
     def collect(self, images: Sequence[Path]) -> Annotations:
-        out = Annotations()
+        out = Annotations(accept_iou=self.accept_iou)
         for p in map(Path, images):
             # not requested in this process (a resumed run): the files on disk are the same answer
             out.labels[p] = self._ready.pop(p) if p in self._ready else read_labels(label_path(p), self.nc)
             if p in self._shown:
                 out.prelabels[p] = self._shown.pop(p)
-            counts = effort_counts(out.prelabels[p][0] if p in out.prelabels else np.zeros((0, 5)), out.labels[p])
+            counts = effort_counts(out.prelabels[p][0] if p in out.prelabels else np.zeros((0, 5)), out.labels[p],
+                                   self.accept_iou)
             out.effort_by_image[p] = counts
             for k in BOX_EFFORT_KEYS:
                 out.effort[k] += counts[k]

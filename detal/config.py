@@ -56,6 +56,25 @@ class ModelConfig(_Model):
             raise ValueError(f"'{v}' is neither an architecture .yaml (e.g. yolov8n.yaml) nor a .pt weights file")
         return v
 
+    @model_validator(mode="after")
+    def _gpus(self) -> "ModelConfig":
+        """device names one device or several GPUs (0,1: Ultralytics' own DDP, batch split across them)."""
+        from detal.detector.runtime import _DEVICE_RE
+
+        dev = str(self.device).strip().lower().replace(" ", "")
+        if dev != "auto" and not _DEVICE_RE.match(dev):
+            raise ValueError(f"device {self.device!r} is not valid; use auto, cpu, mps, 0, cuda:0, or 0,1 for "
+                             "several GPUs (Ultralytics DDP)")
+        gpus = dev.split(",")
+        if len(gpus) > 1:
+            if len(set(gpus)) != len(gpus):
+                raise ValueError(f"device {self.device!r} names a GPU twice; list each once, e.g. 0,1")
+            if self.batch % len(gpus):
+                lo = max(len(gpus), self.batch - self.batch % len(gpus))
+                raise ValueError(f"batch {self.batch} with device {self.device} (DDP on {len(gpus)} GPUs splits each "
+                                 f"batch evenly across them): use a multiple of {len(gpus)}, e.g. {lo}")
+        return self
+
 
 class ScheduleConfig(_Model):
     seed_fraction: float = Field(0.02, gt=0, le=1)
@@ -219,12 +238,17 @@ class CostConfig(_Model):
     # ILSVRC protocol costs ~35 s for a high-quality box (Su et al. 2012, as cited there): 7 is the conservative
     # choice, it credits pre-labels least
     drawn: float = Field(7.0, ge=0)
+    # simulated annotators only (their final labels are the ground truth, never pixel-equal to a prediction): a
+    # pre-label of the right class at IoU >= this with its object is accepted as is, below it is moved. Two careful
+    # annotators' boxes of one object agree at ~0.88 IoU on average (Papadopoulos et al., ICCV 2017): a box within
+    # that is one a person leaves. People in Label Studio: what they changed is what they paid for.
+    accept_iou: float = Field(0.85, gt=0, le=1)
 
     @property
     def per_action(self) -> dict[str, float]:
         from detal.cost import ACTIONS
 
-        return {a: float(getattr(self, a)) for a in ACTIONS}
+        return {a: float(getattr(self, a)) for a in ACTIONS}  # accept_iou is a tolerance, not an action
 
 
 class ReportConfig(_Model):

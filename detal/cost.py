@@ -38,8 +38,13 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def actions(pre: np.ndarray, final: np.ndarray) -> dict[str, int]:
-    """Counts of ACTIONS that turn the pre-labels `pre` into the labels `final` (both (n, 5) YOLO rows)."""
+def actions(pre: np.ndarray, final: np.ndarray, accept_iou: float | None = None) -> dict[str, int]:
+    """Counts of ACTIONS that turn the pre-labels `pre` into the labels `final` (both (n, 5) YOLO rows).
+
+    accept_iou: None for labels a person submitted (a box left as it was is accepted, any change is a move);
+    a simulated annotator whose final labels are the ground truth accepts a pre-label that overlaps its object
+    at IoU >= accept_iou, as a person leaves a box that is already as good as one they would draw.
+    """
     pre, final = np.asarray(pre, float).reshape(-1, 5), np.asarray(final, float).reshape(-1, 5)
     iou = box_iou(pre[:, 1:], final[:, 1:])
     same = pre[:, :1] == final[:, 0][None]
@@ -51,7 +56,8 @@ def actions(pre: np.ndarray, final: np.ndarray) -> dict[str, int]:
             continue
         used_p.add(i)
         used_f.add(j)
-        moved = bool(np.max(np.abs(pre[i, 1:] - final[j, 1:])) > ACCEPT_TOL)
+        moved = (bool(np.max(np.abs(pre[i, 1:] - final[j, 1:])) > ACCEPT_TOL) if accept_iou is None
+                 else bool(iou[i, j] < accept_iou))
         if not same[i, j]:
             out["relabelled"] += 1
             out["moved"] += moved  # a relabelled box that also moved pays both
@@ -67,10 +73,10 @@ def from_scratch(final: np.ndarray) -> dict[str, int]:
     return actions(np.zeros((0, 5)), final)
 
 
-def effort_counts(pre: np.ndarray, final: np.ndarray) -> dict[str, int]:
+def effort_counts(pre: np.ndarray, final: np.ndarray, accept_iou: float | None = None) -> dict[str, int]:
     """The report's four effort counts from the same matching: accepted as is; corrected = matched but moved or
     relabelled (one per box, however many actions it took); deleted; added = drawn."""
-    act = actions(pre, final)
+    act = actions(pre, final, accept_iou)
     matched = len(np.asarray(pre, float).reshape(-1, 5)) - act["deleted"]
     return {"accepted": act["accepted"], "corrected": matched - act["accepted"], "deleted": act["deleted"],
             "added": act["drawn"]}
@@ -85,9 +91,9 @@ def seconds(counts: Mapping[str, float], per_action: Mapping[str, float], per_im
 
 
 def image_cost(pre: np.ndarray, final: np.ndarray, per_action: Mapping[str, float],
-               per_image: float) -> tuple[dict[str, int], float, float]:
+               per_image: float, accept_iou: float | None = None) -> tuple[dict[str, int], float, float]:
     """One image: (action counts, seconds with the pre-labels `pre` shown, seconds drawn from scratch)."""
-    act = actions(pre, final)
+    act = actions(pre, final, accept_iou)
     return act, seconds(act, per_action, per_image), seconds(from_scratch(final), per_action, per_image)
 
 

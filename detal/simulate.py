@@ -116,7 +116,7 @@ def prepare_dataset(cfg: Config, progress: Progress) -> Dataset:
 
 
 def _oracle(cfg: Config, ds: Dataset) -> Annotator:
-    return GroundTruthOracle(ds.nc)
+    return GroundTruthOracle(ds.nc, cfg.cost.accept_iou)
 
 
 def _labelstudio(cfg: Config, ds: Dataset) -> Annotator:

@@ -98,3 +98,14 @@ def test_fit_is_non_negative_and_refuses_too_few_tasks():
     assert min(fit_seconds(counts, lead).seconds.values()) >= 0
     with pytest.raises(ValueError, match="annotate more tasks"):
         fit_seconds(counts[:5], lead[:5])
+
+
+def test_a_simulated_annotator_accepts_a_box_as_good_as_one_drawn():
+    near = [0, 0.205, 0.2, 0.1, 0.1]  # IoU with A: 0.905
+    far = [0, 0.22, 0.2, 0.1, 0.1]  # IoU with A: 0.67
+    # people: any change is a move; a simulated annotator (ground-truth labels) leaves a box within accept_iou
+    assert actions([A], [near])["moved"] == 1
+    assert actions([A], [near], accept_iou=0.85) == dict.fromkeys(ACTIONS, 0) | {"accepted": 1}
+    assert actions([A], [far], accept_iou=0.85) == dict.fromkeys(ACTIONS, 0) | {"moved": 1}
+    relabel = [1, 0.205, 0.2, 0.1, 0.1]
+    assert actions([A], [relabel], accept_iou=0.85) == dict.fromkeys(ACTIONS, 0) | {"relabelled": 1}
