@@ -144,7 +144,7 @@ def _push_again(p: Project, arm, state, keys: list[str]) -> dict[str, int]:
     return ids
 
 
-def _latest(p: Project, arm, keys: list[str]) -> dict[str, np.ndarray]:
+def _latest(arm, keys: list[str]) -> dict[str, np.ndarray]:
     """The newest annotation of each image among `keys` that has one (the annotator's own pull)."""
     latest = getattr(arm.annotator, "latest", None)
     if latest is None or not keys:
@@ -156,7 +156,7 @@ def _latest(p: Project, arm, keys: list[str]) -> dict[str, np.ndarray]:
 def unskip(p: Project) -> int:
     """Skipped tasks that were annotated after all go back to pending: the collect that follows labels them."""
     keys = [k for k in p.arm.keys if k in p.train.skipped]
-    back = list(_latest(p, p.arm, keys))
+    back = list(_latest(p.arm, keys))
     for k in back:
         p.train.pending[k] = p.train.skipped.pop(k)
     return len(back)
@@ -171,7 +171,7 @@ def follow_edits(p: Project, skip: set[str] = frozenset()) -> Edits:
     sides = [("train", p.arm, p.train)] + ([("val", p.val_arm, p.val)] if p.val_source == "reserved" else [])
     for side, arm, state in sides:
         keys = [k for k in arm.keys if k in state.labelled and k not in skip]
-        for k, labels in _latest(p, arm, keys).items():
+        for k, labels in _latest(arm, keys).items():
             new = np.asarray(labels, float).reshape(-1, 5)
             counts = [int(c) for c in np.bincount(new[:, 0].astype(np.int64), minlength=nc)]
             file = p.labels.label_file(k)
