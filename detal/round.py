@@ -83,6 +83,9 @@ class Arm:
     live: bool = False  # a live project: rounds go on, there is no "of N"
     shared_dir: Path | None = None  # trainings from scratch shared with the other arms of the seed (shared_training)
     name: str = ""  # what progress lines call the arm (a study's variant arm: its name); default the strategy
+    # the live job's cycle.audit_share: this share of each batch is drawn at random when the strategy draws none
+    # of its own, so pre-label quality and seconds have an unbiased sample; experiments leave it at 0
+    audit_share: float = 0.0
 
     def label(self, r: int) -> str:
         return f"{self.tag} round {r}" + ("" if self.live else f"/{self.cfg.schedule.rounds}")
@@ -242,8 +245,21 @@ def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
         elif calibration == "temperature":
             scoring.temperature = _temperature(arm, scorer, labelled)
     counts = state.class_counts(labelled, len(arm.names)) if cfg.selection.class_balance > 0 else None
-    sel = select(name, pool_ids, budget, rng, scoring or _no_scoring, cfg.selection, counts)
+    n_audit = 0
+    if arm.audit_share > 0 and not spec.random_share and budget >= 2:
+        n_audit = min(budget - 1, max(1, round(arm.audit_share * budget)))
+    sel = select(name, pool_ids, budget - n_audit, rng, scoring or _no_scoring, cfg.selection, counts)
+    if n_audit:
+        sel = _with_audit(sel, pool_ids, n_audit, rng)
     return sel, scoring
+
+
+def _with_audit(sel: Selection, pool_ids: np.ndarray, n: int, rng: np.random.Generator) -> Selection:
+    """`sel` plus n images drawn uniformly from the rest of the pool (source "random": the unbiased sample)."""
+    rest = np.setdiff1d(pool_ids, sel.ids)
+    extra = np.sort(rng.choice(rest, size=min(n, rest.size), replace=False)).astype(np.int64)
+    return Selection(np.concatenate([sel.ids, extra]), np.concatenate([sel.scores, np.full(extra.size, np.nan)]),
+                     (*sel.sources, *("random",) * extra.size), sel.n_scored)
 
 
 def _labelled_set(arm: Arm, labelled: list[str]) -> tuple[list[Path], list[np.ndarray]]:

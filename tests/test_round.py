@@ -149,3 +149,34 @@ def test_first_round_strategy_selects_only_after_round_one(data_yaml, tmp_path, 
     plain = _cfg(data_yaml, tmp_path / "plain", strategies=["entropy_wide"], schedule=sched)
     base = pd.read_csv(run_experiment(plain, quiet=True, backend=fake_backend) / "selections.csv")
     assert set(sel.query("round == 1").image) != set(base.query("round == 1").image)
+
+
+def test_audit_share_adds_random_picks_to_a_strategy_without_any(data_yaml, tmp_path):
+    from detal.annotate import GroundTruthOracle
+    from detal.labels import LabelStore, image_key
+    from detal.round import Arm, choose
+    from detal.state import ArmState
+
+    ds = load_dataset(data_yaml)
+    cfg = _cfg(data_yaml, tmp_path, schedule={"seed_fraction": 0.1, "select_fraction": 0.25, "epochs_per_round": 1,
+                                              "total_epochs": 3})
+    keys = tuple(image_key(p, ds.root) for p in ds.train)
+    (tmp_path / "w.pt").write_text('{"n": 4}')  # the fake detector's weights
+
+    def pick(strategy, share):
+        arm = Arm(cfg, strategy, 0, ds.train, keys, ds.val, ds.names, fake_backend, GroundTruthOracle(ds.nc), "cpu",
+                  LabelStore(tmp_path / "labels", ds.nc), tmp_path, audit_share=share)
+        sel, scoring = choose(arm, ArmState(), tmp_path / "w.pt", np.random.default_rng(3), [], strategy)
+        scoring.scorer.close()
+        return sel
+
+    budget = round(0.25 * len(ds.train))  # 11 of 45
+    plain, audited = pick("entropy", 0.0), pick("entropy", 0.2)
+    assert len(plain.ids) == len(audited.ids) == budget and len(set(audited.ids)) == budget
+    assert set(plain.sources) == {"uncertainty"}
+    assert audited.sources.count("random") == 2 and audited.sources.count("uncertainty") == budget - 2
+    rand = audited.ids[np.array(audited.sources) == "random"]
+    assert np.isnan(audited.scores[np.array(audited.sources) == "random"]).all()
+    assert not set(rand) & set(audited.ids[np.array(audited.sources) == "uncertainty"])
+    # a strategy with a random share of its own (mix) gets no extra audit
+    assert pick("mix", 0.2).sources.count("random") == pick("mix", 0.0).sources.count("random")
