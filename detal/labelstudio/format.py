@@ -15,7 +15,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from detal.cost import MATCH_IOU, actions, box_iou
+from detal.cost import MATCH_IOU, box_iou, effort_counts  # noqa: F401 (effort_counts: imported from here too)
 from detal.errors import LabelStudioError
 
 log = logging.getLogger(__name__)
@@ -216,16 +216,7 @@ def region_scores(result: list[dict], spec: LabelSpec) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-# ---------------------------------------------------------------- annotator effort
-
-def effort_counts(pre: np.ndarray, final: np.ndarray) -> dict[str, int]:
-    """The report's four effort counts, from detal.cost.actions (one matching for both): accepted as is;
-    corrected = matched but moved or relabelled; deleted; added = drawn."""
-    act = actions(pre, final)
-    matched = len(np.asarray(pre, float).reshape(-1, 5)) - act["deleted"]
-    return {"accepted": act["accepted"], "corrected": matched - act["accepted"], "deleted": act["deleted"],
-            "added": act["drawn"]}
-
+# ---------------------------------------------------------------- pre-label quality (effort counts: detal.cost)
 
 def map50(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], nc: int) -> float:
     """mAP at IoU 0.5 of scored boxes against final labels, over images: [(pred (n, 5), scores (n,), truth (m, 5))].
