@@ -180,7 +180,10 @@ def train(
     last = Path(trainer.last)
     if not last.is_file():
         raise RuntimeError(f"training finished without writing {last}")
-    return TrainResult(weights=last, epochs=int(trainer.epoch) + 1, seconds=time.perf_counter() - t0)
+    # several GPUs (device 0,1): Ultralytics trains in DDP worker processes, and this parent trainer never runs
+    # an epoch (it has no .epoch); the workers ran them all (validate's fitness None: no early stop)
+    done = int(trainer.epoch) + 1 if hasattr(trainer, "epoch") else int(epochs)
+    return TrainResult(weights=last, epochs=done, seconds=time.perf_counter() - t0)
 
 
 def evaluate(
