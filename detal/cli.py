@@ -120,6 +120,17 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_cost_fit(args) -> int:
+    from detal.cycle.costfit import fit_project, format_fit, write_cost
+
+    fit = fit_project(_config(args))
+    print(format_fit(fit))
+    if args.write:
+        write_cost(Path(args.config), fit.values)
+        print(f"wrote the fitted seconds into {args.config} (cost: section; every other line as it was)")
+    return 0
+
+
 def cmd_ls_serve(args) -> int:
     from detal.labelstudio import server
 
@@ -270,6 +281,21 @@ def build_parser() -> argparse.ArgumentParser:
              "estimates of pre-label quality; the last run's time, outcome and duration.")
     _config_args(p, "project config (see configs/project.yaml)")
     p.add_argument("--json", action="store_true", help="the same as JSON, for scripts and monitoring")
+
+    p = sub.add_parser("cost", help="annotation seconds: fit the seconds per action to your annotators' time",
+                       epilog=EPILOG, description="The cost model's seconds per action (config `cost:`, "
+                       "docs/annotation-cost.md), measured on a live project.")
+    q = _add(p.add_subparsers(dest="cost_command", metavar="ACTION", required=True), "fit", cmd_cost_fit,
+             "fit seconds per action to the live project's Label Studio lead_time",
+             "Fit the seconds per image and per action (accepted, moved, relabelled, deleted, drawn) to the lead_time "
+             "Label Studio recorded on the project's annotated tasks (non-negative least squares; pauses above "
+             "Q3 + 3 IQR and edited tasks left out). Prints them beside the config's, with the held-out error "
+             "(5-fold) and the error of predicting every task by the median, for scale. Exit 2 with one line when "
+             "there are too few tasks.")
+    _config_args(q, "project config (see configs/project.yaml)")
+    q.add_argument("--write", action="store_true",
+                   help="rewrite the values of the config file's cost: section in place (comments and every other "
+                        "line kept; an action no task has keeps its value)")
 
     p = _add(sub, "report", cmd_report, "(re)write the comparison report of one or more run folders",
              "Write report.html (self-contained), report.md and the figures from the tables of one or more run "

@@ -21,7 +21,8 @@ def _commands(parser=None, prefix=""):
 
 def test_every_command_and_option_has_help(capsys):
     cmds = list(_commands())
-    assert {"synth", "simulate", "check", "report", "score", "labelstudio serve", "labelstudio pull"} <= {c for c, *_ in cmds}
+    assert {"synth", "simulate", "check", "report", "score", "labelstudio serve", "labelstudio pull",
+            "cost fit"} <= {c for c, *_ in cmds}
     for name, p, summary in cmds:
         assert summary and len(summary) > 10, f"detal {name} has no one-line help in `detal --help`"
         assert p.description and len(p.description) > 20, f"detal {name} has no description"
@@ -150,3 +151,12 @@ def test_sigterm_inside_a_finalizer_is_resent_not_lost():
         signal.signal(signal.SIGUSR1, old)
     with pytest.raises(cli.Terminated):  # outside a finalizer it unwinds like Ctrl-C, as before
         cli._on_sigterm(signal.SIGTERM, sys._getframe())
+
+
+def test_cost_fit_without_a_project_is_one_line_exit_2(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"experiment: p\ndata: d.yaml\noutput_dir: {tmp_path / 'runs'}\n")
+    assert main(["cost", "fit", "-c", str(cfg), "--write"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no detal project here yet; run `detal init -c CONFIG` first" in err
+    assert cfg.read_text().count("\n") == 3  # nothing written

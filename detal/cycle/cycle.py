@@ -12,7 +12,7 @@ from pathlib import Path
 
 from detal.annotate import Annotator
 from detal.config import Config
-from detal.cycle import reconcile
+from detal.cycle import leads, reconcile
 from detal.cycle.project import Project, eval_images, open_project, save
 from detal.cycle.store import CYCLE_METRIC_COLUMNS, Store, now, project_lock
 from detal.errors import DetalError
@@ -124,7 +124,7 @@ def _cycle(p: Project) -> CycleOutcome:
         reason = (f"{new} new labels" + (f" + {len(edits.train)} edited" if edits.train else "")
                   + f" < cycle.min_new_labels ({cfg.cycle.min_new_labels})")
     if reason:
-        save(p, task_ids, effort_carry=carry, **history)
+        save(p, task_ids, leads=leads.refresh(p)[0], effort_carry=carry, **history)
         return CycleOutcome(False, f"no retraining: {reason}")
     r = p.train.round_done + 1
     arm = _rearm_val(p)
@@ -136,11 +136,13 @@ def _cycle(p: Project) -> CycleOutcome:
     row["edited_images"] = carry["edited_images"]  # the rounds table (status) only: metrics.csv keeps its columns
     est = _estimates(p, [early])
     row.update(est)
+    timed, known = leads.refresh(p)  # after the round: its own collect is in the annotator's newest pull
+    row.update(leads.round_totals(known, p.train, r))
     joined = Collected(early.annotations, {int(r): ks for r, ks in carry["joined"].items()})
     res.selected_classes += class_rows(arm, p.train, joined)
     for s in res.selections:
         p.sources[image_key(Path(s["image"]), p.ds.root)] = s["source"]
-    _record(p, r, res, task_ids, history)
+    _record(p, r, res, task_ids, history, timed)
     msg = (f"round {r}: trained on {row['labeled_images']} images, val mAP50-95 {row['map50_95']:.3f}, "
            f"pushed {row['selected_images']} images")
     _report(p)
@@ -194,7 +196,8 @@ def _rearm_val(p: Project) -> Arm:
     return replace(p.arm, val=eval_images(p))
 
 
-def _record(p: Project, r: int, res, task_ids: dict[str, int] | None = None, history: dict | None = None) -> None:
+def _record(p: Project, r: int, res, task_ids: dict[str, int] | None = None, history: dict | None = None,
+            timed: list[dict] = ()) -> None:
     """Tables under the run folder (as `simulate` writes them), then the state and the round: one transaction."""
     from detal.simulate import append_rows
 
@@ -206,6 +209,7 @@ def _record(p: Project, r: int, res, task_ids: dict[str, int] | None = None, his
     pool = p.train.pool(p.arm.keys)
     with p.store.transaction() as db:
         Store.save(db, p.train, p.val, pool, p.sources, task_ids, present=set(p.arm.keys) | set(p.val_arm.keys))
+        Store.save_leads(db, list(timed))
         Store.set_meta(db, effort_carry=None, **(history or {}))  # counted in this round's row
         db.execute("INSERT OR REPLACE INTO rounds (round, finished_at, weights, metrics) VALUES (?, ?, ?, ?)",
                    (r, now(), str(p.train.weights), json.dumps(res.metrics, default=float)))

@@ -75,7 +75,8 @@ def open_project(cfg: Config, *, backend, annotator, progress: Progress, must_ex
     val_imgs = {k: train_keys[k] for k in sorted(reserved) if k in train_keys} if val_source == "reserved" else val_keys
     cs = cfg.cycle
     arm = Arm(cfg, cs.strategy, cs.seed, tuple(pool.values()), tuple(pool), (), ds.names, backend, annotator,
-              device, labels, cfg.run_dir / "rounds", progress, cfg.experiment, live=True)
+              device, labels, cfg.run_dir / "rounds", progress, cfg.experiment, live=True,
+              audit_share=cs.audit_share)  # random picks for every strategy: status's unbiased sample
     val_arm = Arm(cfg, "val", cs.seed, tuple(val_imgs.values()), tuple(val_imgs), (), ds.names, backend, annotator,
                   device, labels, cfg.run_dir / "rounds", progress, cfg.experiment)
     return Project(cfg, ds, store, labels, arm, val_arm, train, val, sources, val_source, progress)
@@ -88,11 +89,12 @@ def eval_images(p: Project) -> tuple[Path, ...]:
     return tuple(p.labels.image(k) for k in p.val_arm.keys if k in p.val.labelled)
 
 
-def save(p: Project, task_ids: dict[str, int] | None = None, **meta) -> None:
-    """The state (and `meta` values) in one transaction."""
+def save(p: Project, task_ids: dict[str, int] | None = None, leads: list[dict] = (), **meta) -> None:
+    """The state, the tasks' lead_time records (detal.cycle.leads) and `meta` values, in one transaction."""
     pool = p.train.pool(p.arm.keys)
     with p.store.transaction() as db:
         Store.save(db, p.train, p.val, pool, p.sources, task_ids, present=set(p.arm.keys) | set(p.val_arm.keys))
+        Store.save_leads(db, list(leads))
         Store.set_meta(db, **meta)
 
 

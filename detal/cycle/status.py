@@ -6,8 +6,12 @@ import json
 
 import numpy as np
 
+import math
+
+from detal.acquisition.selection import strategy as strategy_spec
 from detal.acquisition.selection import with_random_share
 from detal.config import Config
+from detal.cycle import costfit, leads
 from detal.cycle.store import ESTIMATE_COLUMNS, Store
 from detal.errors import DetalError
 
@@ -30,8 +34,17 @@ def project_status(cfg: Config) -> dict:
                                                     "selected_images", "edited_images", *ESTIMATE_COLUMNS)}})
         last = store.db.execute("SELECT command, started_at, finished_at, outcome, seconds, message FROM runs "
                                 "ORDER BY id DESC LIMIT 1").fetchone()
+        try:
+            fit = costfit.fit_project(cfg, store)
+            fitted = {"tasks": fit.fit.tasks, "clipped": fit.fit.clipped, "edited": fit.edited,
+                      "seconds": fit.values, "config": fit.config, "heldout_mae": fit.fit.heldout_mae,
+                      "baseline_mae": fit.fit.baseline_mae}
+        except costfit.TooFewTasks as exc:
+            fitted = {"missing": exc.reason}
         return {"project": store.meta("title"), "state": str(path), "val_source": store.meta("val_source"),
-                "strategy": cfg.cycle.strategy,
+                "strategy": cfg.cycle.strategy, "audit_share": cfg.cycle.audit_share,
+                # what people spent (Label Studio lead_time) and the seconds per action it fits (detal cost fit)
+                "lead_times": leads.summary(store.leads(), cfg.cost), "cost_fit": fitted,
                 "images": {s: counts.get(s, 0) for s in ("labelled", "pushed", "pool", "skipped", "val", "val_pushed")},
                 "gone": gone, "rounds": rounds,
                 # what people did in Label Studio after detal pushed or collected (running totals)
@@ -68,11 +81,11 @@ def format_status(st: dict) -> str:
                          f"{f(r['edits_per_image'], '.2f'):>9}")
         if not any(r.get("prelabel_images") for r in st["rounds"]):
             # an empty column is not a verdict on the pre-labels: say where the numbers would come from
-            lines.append(f"pre-label columns empty: they are measured on annotated images a batch took at random "
-                         f"(strategies {', '.join(with_random_share())}), none so far with strategy "
-                         f"{st.get('strategy', '?')!r}")
+            lines.append("pre-label columns empty: " + _no_sample(st))
     else:
         lines.append("no round trained yet")
+    if lt := st.get("lead_times"):
+        lines += _lead_lines(st, lt)
     last = st["last_run"]
     if last:
         lines.append("")
@@ -81,3 +94,57 @@ def format_status(st: dict) -> str:
                      + (f" after {last['seconds']:.0f} s" if last["seconds"] is not None else "")
                      + (f": {last['message']}" if last["message"] else ""))
     return "\n".join(lines)
+
+
+def _f(v, fmt: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def _no_sample(st: dict) -> str:
+    """Why there is no unbiased sample yet, and what would give one."""
+    strategy, share = st.get("strategy", "?"), st.get("audit_share") or 0
+    try:
+        own = strategy_spec(strategy).random_share
+    except DetalError:
+        own = False
+    if share > 0 or own:
+        return ("they are measured on annotated images a batch took at random (" + (f"cycle.audit_share {share:g} of "
+                f"each batch" if not own else f"strategy {strategy!r}'s random share") + "); none annotated yet")
+    return (f"they are measured on annotated images a batch took at random, and strategy {strategy!r} takes none "
+            f"(strategies {', '.join(with_random_share())} do): set cycle.audit_share (e.g. 0.1)")
+
+
+def _lead_lines(st: dict, lt: dict) -> list[str]:
+    """Real seconds per round, the unbiased sample, and the fitted seconds per action."""
+    out = [""]
+    if not lt["all"]["tasks"] and not (lt["val"] or {}).get("tasks"):
+        out.append("annotators' seconds: no annotated task with a Label Studio lead_time yet")
+        return out
+    out.append("annotators' seconds (Label Studio lead_time), by the round the labels joined; cost: = the config's "
+               "seconds for the same tasks")
+    out.append(f"{'round':>5}  {'tasks':>5}  {'median s/img':>12}  {'mean s/img':>10}  {'s/box':>6}  "
+               f"{'cost: s/img':>11}  {'random: tasks':>13}  {'median s/img':>12}")
+    for r in [*lt["rounds"], *([{"round": "val", **lt["val"], "random": None}] if lt["val"] else [])]:
+        rnd = r["random"] or {"tasks": None, "median": None}
+        out.append(f"{r['round']:>5}  {r['tasks']:>5}  {_f(r['median'], '.1f'):>12}  {_f(r['mean'], '.1f'):>10}  "
+                   f"{_f(r['per_box'], '.2f'):>6}  {_f(r['model_mean'], '.1f'):>11}  {_f(rnd['tasks'], 'd'):>13}  "
+                   f"{_f(rnd['median'], '.1f'):>12}")
+    a = lt["all"]
+    out.append(f"all rounds: {a['tasks']} tasks, median {_f(a['median'], '.1f')} s per image, mean "
+               f"{_f(a['mean'], '.1f')}, {_f(a['per_box'], '.2f')} s per box (cost: {_f(a['model_mean'], '.1f')} s "
+               "per image)")
+    s = lt["sample"]
+    if s["images"]:
+        out.append(f"unbiased sample (random picks, {s['images']} annotated with pre-labels): pre-label precision "
+                   f"{_f(s['precision'], '.3f')}, recall {_f(s['recall'], '.3f')}; seconds per image median "
+                   f"{_f(s['seconds_median'], '.1f')}, mean {_f(s['seconds_mean'], '.1f')} ({s['timed']} timed)")
+    else:
+        out.append("unbiased sample (random picks): empty; " + _no_sample(st))
+    f = st.get("cost_fit") or {}
+    if "missing" in f:
+        out.append(f"seconds per action: no fit yet ({f['missing']})")
+    elif f:
+        out.append(f"seconds per action fitted on {f['tasks']} tasks (`detal cost fit` for the table, --write to use "
+                   "them): " + ", ".join(f"{k} {v:.1f} ({f['config'][k]:g})" for k, v in f["seconds"].items())
+                   + f"; held-out error {f['heldout_mae']:.1f} s per task (median baseline {f['baseline_mae']:.1f})")
+    return out

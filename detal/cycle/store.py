@@ -1,7 +1,8 @@
 """The live project's state: one SQLite file (WAL) and the lock that keeps one scheduled run at a time.
 
 Per image its status (pool, val, val_pushed, pushed, labelled, skipped), round, source, task id, boxes
-per class and annotation seconds (detal.cost: with the pre-labels shown, from scratch); per round its metrics; per run its outcome. Every change of state is one transaction.
+per class and annotation seconds (detal.cost: with the pre-labels shown, from scratch); per annotated task its
+Label Studio lead_time and action counts; per round its metrics; per run its outcome. Every change of state is one transaction.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from detal.types import METRIC_COLUMNS
 SCHEMA_VERSION = 1
 # what the random share of a batch says about the pre-labels on unseen data, once annotated
 ESTIMATE_COLUMNS = ("prelabel_images", "prelabel_precision", "prelabel_recall", "prelabel_map50", "edits_per_image")
-CYCLE_METRIC_COLUMNS = (*METRIC_COLUMNS, *ESTIMATE_COLUMNS)
+# what people really spent (Label Studio lead_time) on the labelled set the round trained on: how many of its images
+# were timed, and their seconds (beside annotation_seconds, the cost model's for the same set)
+LEAD_METRIC_COLUMNS = ("lead_images", "lead_seconds")
+CYCLE_METRIC_COLUMNS = (*METRIC_COLUMNS, *ESTIMATE_COLUMNS, *LEAD_METRIC_COLUMNS)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
@@ -32,7 +36,18 @@ CREATE TABLE IF NOT EXISTS rounds (round INTEGER PRIMARY KEY, finished_at TEXT N
     metrics TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, command TEXT NOT NULL, started_at TEXT NOT NULL,
     finished_at TEXT, outcome TEXT, seconds REAL, message TEXT);
+CREATE TABLE IF NOT EXISTS lead_times (key TEXT PRIMARY KEY, side TEXT NOT NULL, lead_time REAL,
+    accepted INTEGER NOT NULL, moved INTEGER NOT NULL, relabelled INTEGER NOT NULL, deleted INTEGER NOT NULL,
+    drawn INTEGER NOT NULL, prelabels INTEGER, boxes INTEGER NOT NULL, passes INTEGER NOT NULL, updated_at TEXT,
+    first_updated_at TEXT, single INTEGER NOT NULL);
 """
+# per annotated task (detal.cycle.leads): Label Studio's lead_time beside the actions that turned the pre-labels shown
+# (prelabels: how many; NULL when none were shown) into the newest annotation (detal.cost.actions); `single`: one
+# annotator's single pass (one annotation, not updated since first seen), the tasks `detal cost fit` fits on.
+# A state file from before it gains the table when opened (CREATE IF NOT EXISTS); the next cycle fills it from the
+# server for every labelled task, earlier ones included.
+LEAD_COLUMNS = ("key", "side", "lead_time", "accepted", "moved", "relabelled", "deleted", "drawn", "prelabels", "boxes",
+                "passes", "updated_at", "first_updated_at", "single")
 
 
 def now() -> str:
@@ -130,6 +145,18 @@ class Store:
             db.executemany("UPDATE images SET present = 1 WHERE key = ?", [(k,) for k in present])
         Store.set_meta(db, round_done=train.round_done, epochs_trained=train.epochs_trained, weights=train.weights,
                        rng_state=train.rng_state)
+
+    # -- lead times
+    def leads(self) -> dict[str, dict]:
+        """key -> its lead_times row (LEAD_COLUMNS), joined with the image's status, round and source."""
+        cols = ", ".join(f"l.{c}" for c in LEAD_COLUMNS)
+        return {row[0]: dict(zip((*LEAD_COLUMNS, "status", "round", "source"), row)) for row in self.db.execute(
+            f"SELECT {cols}, i.status, i.round, i.source FROM lead_times l LEFT JOIN images i ON i.key = l.key")}
+
+    @staticmethod
+    def save_leads(db, rows: list[dict]) -> None:
+        db.executemany(f"INSERT OR REPLACE INTO lead_times ({', '.join(LEAD_COLUMNS)}) "
+                       f"VALUES ({', '.join('?' * len(LEAD_COLUMNS))})", [[r[c] for c in LEAD_COLUMNS] for r in rows])
 
     # -- runs
     def begin_run(self, command: str) -> int:

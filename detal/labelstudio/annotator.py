@@ -18,10 +18,11 @@ from typing import Sequence
 import numpy as np
 
 from detal.annotate import Annotations, Request
+from detal.cost import effort_counts
 from detal.data import image_size, label_path, read_labels
 from detal.errors import DetalError
 from detal.labelstudio import client as ls
-from detal.labelstudio.format import LabelSpec, effort_counts, label_regions, prediction_regions, regions_to_yolo
+from detal.labelstudio.format import LabelSpec, label_regions, prediction_regions, regions_to_yolo
 from detal.types import BOX_EFFORT_KEYS, Prediction
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class LabelStudioAnnotator:
 
     needs_predictions = True
     answers_at_once = False
+    accept_iou: float | None = None  # people: a box left as it was is accepted, any change is a move (detal.cost)
 
     def __init__(self, *, url: str, api_key: str, project_title: str, names, document_root: Path,
                  image_root: Path, timeout: float, batch_size: int):
@@ -105,17 +107,31 @@ class LabelStudioAnnotator:
         pulled = self._pull()
         return {p: pulled.labels[r] for p in images if (r := Path(p).resolve()) in pulled.labels}
 
+    def timings(self, images: Sequence[Path]) -> dict[Path, tuple]:
+        """What each annotated image among `images` cost its annotators, for the live job's lead_time records:
+        path -> (labels, pre-labels shown (n, 5) or None, lead_time seconds or None, (annotations, newest updated_at))."""
+        pulled = self._pull()
+        out = {}
+        for p in images:
+            if (r := Path(p).resolve()) in pulled.labels:
+                shown = pulled.prelabels.get(r)
+                out[p] = (pulled.labels[r], None if shown is None else shown[0], pulled.lead_time.get(r),
+                          pulled.passes.get(r, (1, "")))
+        return out
+
     def collect(self, images: Sequence[Path]) -> Annotations:
         original = {Path(p).resolve(): Path(p) for p in images}
         pulled = self._pull()
-        out = Annotations()
+        out = Annotations(accept_iou=self.accept_iou)
         for p, orig in original.items():
             if p in pulled.labels:
                 out.labels[orig] = pulled.labels[p]
-                if p in self._pushed or p not in self._prelabels:
-                    counts = pulled.effort[p]  # against the prediction the annotator started from
+                if p in self._pushed or p not in self._prelabels:  # the prediction the annotator started from
+                    shown = pulled.prelabels.get(p)
+                    pre = shown[0] if shown is not None else pulled.labels[p][:0]
                 else:  # annotated earlier (e.g. by another arm of the experiment): these pre-labels vs final
-                    counts = effort_counts(_prelabels(self._prelabels.get(p), self.names), pulled.labels[p])
+                    pre = _prelabels(self._prelabels.get(p), self.names)
+                counts = effort_counts(pre, pulled.labels[p], self.accept_iou)
                 out.effort_by_image[orig] = counts
                 if p in pulled.prelabels:
                     out.prelabels[orig] = pulled.prelabels[p]
@@ -133,6 +149,18 @@ class BotAnnotator(LabelStudioAnnotator):
     """The simulated annotator of `simulate`: a bot answers every pushed task with the ground truth."""
 
     answers_at_once = True
+
+    def __init__(self, *, accept_iou: float | None = None, **kw):
+        super().__init__(**kw)
+        # cost.accept_iou, as the oracle: the bot's labels are the ground truth, never pixel-equal to a pre-label, so
+        # a right one within this IoU counts as accepted, as a person would leave it (detal.cost.actions)
+        self.accept_iou = accept_iou
+
+    @classmethod
+    def from_config(cls, cfg, ds) -> "BotAnnotator":
+        bot = super().from_config(cfg, ds)
+        bot.accept_iou = cfg.cost.accept_iou
+        return bot
 
     def request(self, req: Request) -> ls.PushResult:
         res = super().request(req)

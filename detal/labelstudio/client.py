@@ -438,6 +438,13 @@ class PullResult:
     task_ids: dict[Path, int] = field(default_factory=dict)
     # per labelled image: the pre-labels the annotator started from, (n, 5) YOLO rows and (n,) region scores
     prelabels: dict[Path, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # per labelled image: seconds people spent on its task (Label Studio `lead_time`), summed over its annotations
+    # (the editor already sums the sessions of one annotation; a skip, a second annotation each add theirs); absent
+    # where no annotation carries one (made through the API without it)
+    lead_time: dict[Path, float] = field(default_factory=dict)
+    # per labelled image: how many annotations its task has (skips included) and the newest one's updated_at: a
+    # task is one annotator's single pass while both stay as they were first seen
+    passes: dict[Path, tuple[int, str]] = field(default_factory=dict)
 
     def effort_totals(self, images=None) -> dict[str, int]:
         """Box effort summed over `images` (default: every labelled one), plus the skipped count."""
@@ -504,14 +511,21 @@ def pull(conn: Connection, project_id: int, names: Sequence[str], *, document_ro
         if pre:
             out.prelabels[path] = (pre_labels, region_scores(pre.get("result") or [], spec))
         out.task_ids[path] = int(task.id)
+        times = [float(a["lead_time"]) for a in anns if a.get("lead_time") is not None]
+        if times:
+            out.lead_time[path] = float(sum(times))
+        out.passes[path] = (len(anns), _when(ann)[0])
     return out
 
 
-def submit_annotation(conn: Connection, task_id: int, result: list[dict], *, cancelled: bool = False) -> int:
+def submit_annotation(conn: Connection, task_id: int, result: list[dict], *, cancelled: bool = False,
+                      lead_time: float | None = None) -> int:
     """Create one annotation as the connected user (the simulated annotator, tests); returns its id.
 
-    `cancelled=True` records a skip, which `pull` reports and never turns into a label.
+    `cancelled=True` records a skip, which `pull` reports and never turns into a label. `lead_time`: the seconds
+    spent on it, as the editor records them (a scripted annotator's known time); None leaves it unset.
     """
+    extra = {} if lead_time is None else {"lead_time": float(lead_time)}
     ann = _call(conn, "annotation create", conn.client.annotations.create, id=int(task_id), result=list(result),
-                was_cancelled=bool(cancelled))
+                was_cancelled=bool(cancelled), **extra)
     return int(ann.id)

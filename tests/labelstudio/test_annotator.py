@@ -7,7 +7,7 @@ import pytest
 
 from detal.annotate import Request
 from detal.data import label_path, read_labels
-from detal.labelstudio.annotator import BotAnnotator
+from detal.labelstudio.annotator import BotAnnotator, LabelStudioAnnotator
 
 
 from tests.labelstudio.helpers import NAMES, make_images, pred_of
@@ -58,3 +58,31 @@ def test_oracle_returns_ground_truth(ls_server):
     assert effort["accepted"] == 2 and effort["added"] == 0
     conn, pid = oracle._connect()
     assert len(list(conn.client.tasks.list(project=pid))) == 6
+
+
+def test_bot_accepts_a_near_prediction_within_accept_iou_as_the_oracle_does(ls_server, monkeypatch):
+    """The bot submits the ground truth, never pixel-equal to a pre-label: within cost.accept_iou it is accepted."""
+    from types import SimpleNamespace
+
+    from detal.config import parse_config
+
+    folder = ls_server.document_root / "oracle-iou"
+    data = make_images(folder, 2, seed=12, boxes_per_image=1)
+    (near, t0), (far, t1) = [(p.resolve(), lab) for p, lab in data]
+    shift = lambda lab, f: lab + np.array([[0, f * lab[0, 3], 0, 0, 0]])  # noqa: E731  (a share of the box width)
+    monkeypatch.setenv("DETAL_TEST_TOKEN", ls_server.token)
+    cfg = parse_config({"experiment": "iou", "data": str(folder / "data.yaml"),
+                        "labelstudio": {"url": ls_server.url, "api_key_env": "DETAL_TEST_TOKEN", "project": "bot",
+                                        "document_root": str(ls_server.document_root)},
+                        "cost": {"accept_iou": 0.85}})
+    bot = BotAnnotator.from_config(cfg, SimpleNamespace(names=NAMES, root=folder))
+    assert bot.accept_iou == 0.85
+    # IoU 0.95 / 1.05 = 0.90 (accepted as is) and 0.7 / 1.3 = 0.54 (still the same object: moved)
+    preds = [pred_of(near, shift(t0, 0.05)), pred_of(far, shift(t1, 0.3))]
+    bot.request(Request(2, (near, far), {p.path: p for p in preds}, {near: 0.1, far: 0.2}, "m2"))
+    got = bot.collect([near, far])
+    assert got.accept_iou == 0.85
+    assert got.effort_by_image[near] == {"accepted": 1, "corrected": 0, "deleted": 0, "added": 0}
+    assert got.effort_by_image[far] == {"accepted": 0, "corrected": 1, "deleted": 0, "added": 0}
+    # people (the live annotator) keep exact-change semantics: the same near box is a move
+    assert LabelStudioAnnotator.accept_iou is None

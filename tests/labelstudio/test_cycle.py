@@ -496,6 +496,7 @@ def test_a_state_from_before_seconds_were_counted_opens_and_keeps_them_unmeasure
     store = Store(path)
     train, _, _ = store.load()
     assert train.labelled == {"a.png": 1} and train.seconds == {}
+    assert store.leads() == {}  # the lead_times table is created; the next cycle fills it from the server
     assert np.isnan(train.labelled_seconds(["a.png"])[0])
     train.pending["b.png"] = 2
     train.label("b.png", np.array([0, 2]))
