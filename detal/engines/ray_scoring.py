@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 import sys
 from pathlib import Path
@@ -66,8 +67,11 @@ def connect(address: str | None) -> None:
             why = exc.strerror or type(exc).__name__
             raise DetalError(f"ray.address {address}: no Ray cluster answers there ({why}); {_FIX}") from None
     kwargs = {"include_dashboard": False} if address is None else {}
+    # Ray's C++ core worker warns at every actor pool that a restarted actor needs its constructor arguments
+    # (Ray Data holds them for the pass): one alarming line per round otherwise. Set it yourself to see more.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **kwargs)
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, **kwargs)
     except (ConnectionError, RuntimeError, TimeoutError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DetalError(f"ray.address {address or 'null'}: cannot join or start Ray ({first}); {_FIX}") from None
@@ -214,6 +218,7 @@ class RayScorer:
         starts = list(range(0, len(paths), b))
         # ~IMAGES_PER_BLOCK images a block, and at least two blocks per actor when the pass is short
         per_block = max(1, min(math.ceil(IMAGES_PER_BLOCK / b), len(starts) // (2 * actors)))
+        actors = min(actors, math.ceil(len(starts) / per_block))  # no actor without a block to score
         tables = [pa.table({"start": pa.array(starts[j:j + per_block], pa.int64()),
                             "paths": pa.array([paths[s:s + b] for s in starts[j:j + per_block]], pa.list_(pa.string()))})
                   for j in range(0, len(starts), per_block)]
