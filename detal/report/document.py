@@ -222,6 +222,14 @@ def experiment(df: pd.DataFrame, tables: dict, prefix: str, level: int,
         figure("effort.png", figures.effort(df, styles), "annotator effort per round")
         figure("prelabel_quality.png", figures.prelabel_quality(df, styles, PRELABEL_COLUMNS),
                "pre-label quality per round")
+    if "lead_seconds" in df:  # a live project (detal cycle): what its annotators really spent, Label Studio lead_time
+        n, s = (pd.to_numeric(df[c], errors="coerce") for c in ("lead_images", "lead_seconds"))
+        timed = [f"round {r}: {t / k:.1f} s per image" + (f", {t / b:.2f} s per box" if k == li and b else "")
+                 + f" ({k:.0f} timed)" for r, k, t, li, b in zip(df["round"], n, s, df["labeled_images"],
+                                                                   df["labeled_boxes"]) if k > 0 and t == t]
+        if timed:
+            blocks.append(Para("Annotators' real seconds (Label Studio lead_time) on the labelled set each round "
+                               "trained on: " + "; ".join(timed) + ".", "small"))
     blocks += [Heading(h, "mAP50-95 per round (mean over seeds)"), _per_round_table(df)]
     notes = _notes(df, tables)
     if notes:

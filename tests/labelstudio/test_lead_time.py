@@ -177,12 +177,15 @@ def test_lead_time_is_recorded_shown_and_fitted(ls_server, conn, tmp_path, monke
     train_keys = [k for k in bot.done if status[k] == "labelled"]
     assert m["lead_images"].tolist() == [sum(joined[k] <= r for k in train_keys) for r in (1, 2)]
     assert m["lead_seconds"].iloc[-1] == pytest.approx(sum(bot.done[k]["lead"] for k in train_keys), abs=0.1)
+    report = (cfg.run_dir / "report.md").read_text()  # the report rewritten after the round says them too
+    assert f"round 2: {m['lead_seconds'].iloc[-1] / m['lead_images'].iloc[-1]:.1f} s per image" in report
 
     # the fit gives back the annotator's seconds: 5-fold held-out error near the noise, pauses left out
     rc, out, err = _cli(capsys, "cost", "fit", "-c", str(path))
     assert rc == 0, err
     fitted = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()[2:8]}
-    print("fitted vs true:", {k: (round(fitted[k], 2), v) for k, v in TRUE.items()})
+    with capsys.disabled():  # shown with -s: how close the fit came
+        print("\nfitted vs true:", {k: (round(fitted[k], 2), v) for k, v in TRUE.items()})
     # 0.5 s = 1/8 of the smallest gap between two true constants, and > 4 standard errors of each coefficient
     # (noise 0.5 s over >= 8 tasks per action: SE <= 0.5 / sqrt(8) ~ 0.18 s)
     for k, v in TRUE.items():
