@@ -16,8 +16,9 @@ round has finished: it is saved in one SQLite transaction at the end, so a run k
 leaves the previous state, and the next run redoes the work (pushes are keyed by image: no duplicate).
 
 State lives in `<output_dir>/<experiment>/project.sqlite` (WAL): per image its status (pool, val,
-pushed, labelled, skipped), round, source, task id and boxes per class; per round its metrics; per run
-its outcome. Labels of record live in `<output_dir>/<experiment>/labels/` (links + label files).
+pushed, labelled, skipped), round, source, task id and boxes per class; per annotated task its Label Studio
+lead_time beside its actions (`leads.py`; `costfit.py` fits seconds per action to them: `detal cost fit`); per
+round its metrics; per run its outcome. Labels of record live in `<output_dir>/<experiment>/labels/` (links + label files).
 """
 
 from detal.cycle.cycle import CycleOutcome, run_cycle

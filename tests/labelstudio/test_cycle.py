@@ -505,3 +505,37 @@ def test_a_state_from_before_seconds_were_counted_opens_and_keeps_them_unmeasure
         Store.save(db, train, ArmState(), [], {})
     again, _, _ = Store(path).load()
     assert again.seconds == {"b.png": [12.5, 30.0]} and again.boxes["b.png"] == [0, 2]
+
+
+def test_status_shows_real_seconds_and_says_when_the_unbiased_sample_is_empty():
+    """No server needed: the lead_time summary from hand-made task records, and the empty-sample line."""
+    from detal.cycle import leads
+
+    def rec(key, rnd, lead, source, boxes, prelabels, side="train", **act):
+        return {"key": key, "side": side, "lead_time": lead, **{a: act.get(a, 0) for a in cost.ACTIONS},
+                "boxes": boxes, "prelabels": prelabels, "single": 1, "status": "labelled" if side == "train" else "val",
+                "round": rnd, "source": source}
+
+    cfg = parse_config({"experiment": "s", "data": "d.yaml"})
+    known = {"a": rec("a", 1, 10.0, "seed", 2, None, drawn=2), "b": rec("b", 1, 20.0, "seed", 3, None, drawn=3),
+             "c": rec("c", 2, 6.0, "uncertainty", 2, 2, accepted=2), "d": rec("d", 2, None, "uncertainty", 1, 1),
+             "v": rec("v", 1, 30.0, "val", 4, None, side="val", drawn=4)}
+    lt = leads.summary(known, cfg.cost)
+    r1, r2 = lt["rounds"]
+    assert (r1["tasks"], r1["median"], r1["mean"], r1["per_box"]) == (2, 15.0, 15.0, 6.0)
+    assert r1["model_mean"] == pytest.approx(cfg.cost.per_image + 2.5 * cfg.cost.drawn)
+    assert (r2["tasks"], r2["median"], r2["per_box"]) == (1, 6.0, 3.0)  # the untimed task is left out
+    assert lt["val"]["tasks"] == 1 and lt["all"]["tasks"] == 3 and lt["sample"]["images"] == 0
+    st = {"project": "p", "state": "s", "val_source": "reserved", "strategy": "recommended", "audit_share": 0.1,
+          "gone": 0, "images": dict.fromkeys(("labelled", "pushed", "pool", "skipped", "val", "val_pushed"), 1),
+          "rounds": [], "last_run": None, "lead_times": lt, "cost_fit": {"missing": "3 annotated tasks ... at least 8"}}
+    text = format_status(st)
+    assert "  1      2          15.0        15.0    6.00" in text and "  val      1          30.0" in text
+    assert ("unbiased sample (random picks): empty; they are measured on annotated images a batch took at random "
+            "(cycle.audit_share 0.1 of each batch); none annotated yet") in text
+    assert "seconds per action: no fit yet (3 annotated tasks ... at least 8)" in text
+    st["audit_share"] = 0.0
+    assert "strategy 'recommended' takes none" in format_status(st) and "set cycle.audit_share" in format_status(st)
+    known["c"]["source"] = "random"  # one random pick, shown 2 pre-labels, both accepted: precision and recall 1
+    s = leads.summary(known, cfg.cost)["sample"]
+    assert (s["images"], s["precision"], s["recall"], s["seconds_median"]) == (1, 1.0, 1.0, 6.0)
