@@ -70,6 +70,7 @@ bench: install
 	$(BIN)/python tools/bench_scoring.py
 	$(BIN)/python tools/bench_labelstudio.py
 	$(BIN)/python tools/bench_cycle.py
+	$(BIN)/python tools/bench_ray.py
 
 clean-demo:
 	rm -rf runs/demo datasets/shapes-demo

@@ -10,8 +10,10 @@ image size, batch and thresholds for every engine; repeats interleaved (local, R
 actor start (a process importing torch and loading the weights) and the results streamed back; its start
 (until the first result) and its steady rate after that are printed beside it. Medians are quoted.
 
-Decode: camera-sized frames (1280x720 JPEG) decoded and letterboxed to 640 px by the detector's own
-`batches.load_batch`, one thread: the CPU work that feeds each GPU actor on a cluster.
+Camera frames: 1280x720 JPEGs decoded and letterboxed to 640 px by the detector's own `batches.load_batch`
+on one thread (the CPU work that feeds each GPU actor on a cluster), then the whole Scorer at 640 px on one
+torch thread (a CPU actor's rate on such frames). Merge: the driver's own work per image (columns back to
+Predictions), on 20k synthetic results.
 
 Driver memory: a fresh process per pool size, images of 32-48 px made on the fly, scored at imgsz 32 by
 2 actors; its peak RSS is sampled every 20 ms. Twice: the engine alone (results streamed and dropped, as
@@ -141,6 +143,43 @@ def decode(tmp: Path, n: int = 96) -> float:
         rates.append(n / (time.perf_counter() - t))
     rate = statistics.median(rates)
     print(f"decode + letterbox, 1280x720 JPEG ({mb:.2f} MB each) to 640 px: {rate:.1f} img/s per thread")
+    # the whole Scorer at 640 px on one torch thread: a CPU actor's rate on camera frames
+    import torch
+
+    from bench_scoring import random_init_weights
+    from detal.detector import Scorer
+
+    scorer = Scorer(random_init_weights(tmp / "yolov8n_640.pt"), imgsz=640, device="cpu", batch=16, conf=0.1, iou=0.7,
+                    workers=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    scorer.predict(paths[:16])
+    runs = []
+    for _ in range(2):
+        t = time.perf_counter()
+        scorer.predict(paths[:64])
+        runs.append(64 / (time.perf_counter() - t))
+    torch.set_num_threads(threads)
+    print(f"Scorer at 640 px on 1280x720 JPEG, 1 torch thread + 1 decode thread: {statistics.median(runs):.1f} img/s")
+    return rate
+
+
+def merge(n: int = 20000) -> float:
+    """The driver's share per image: columns (as an actor returns them) back to Predictions, in order."""
+    import numpy as np
+
+    from detal.engines.ray_scoring import _columns, _prediction
+    from detal.types import Prediction
+
+    rng = np.random.default_rng(3)
+    preds = [Prediction(Path(f"/pool/img_{i:07d}.jpg"), 1280, 720, rng.random((5, 4), np.float32) * 600,
+                        rng.random(5).astype(np.float32), rng.integers(0, 80, 5), rng.random((5, 80)).astype(np.float32),
+                        rng.random(256).astype(np.float32)) for i in range(n)]
+    cols = _columns(list(range(n)), preds)
+    t = time.perf_counter()
+    out = [_prediction(cols, j, str(preds[j].path)) for j in range(n)]
+    rate = len(out) / (time.perf_counter() - t)
+    print(f"driver merge (columns to Predictions, 5 boxes x 80 classes + a 256-d feature each): {rate:.0f} img/s")
     return rate
 
 
@@ -233,6 +272,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="detal-bench-ray-") as tmp:
         ratio = throughput(args, Path(tmp))
         decode(Path(tmp))
+        merge()
         mb = memory(args, Path(tmp))
     print(f"ray2_vs_local={ratio:.3f} driver_mb_100k={mb:.0f}")
 
