@@ -254,3 +254,18 @@ def test_ray_is_not_imported_by_the_local_engine():
             "print('ray' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr
+
+
+def test_training_registers_no_ray_tune_callback(tiny, tmp_path):
+    """With Ray installed Ultralytics adds its Ray Tune callback to every trainer (it warns once per process
+    outside a Tune session); detal's trainer drops it."""
+    from ultralytics.utils import SETTINGS
+
+    from detal.detector.train import _trainer_class
+
+    trainer = _trainer_class()(overrides={"model": "yolov8n.yaml", "data": str(tiny.data.data_yaml), "imgsz": 64,
+                                          "device": "cpu", "epochs": 1, "project": str(tmp_path), "name": "t"})
+    modules = {str(getattr(h, "__module__", "")) for hooks in trainer.callbacks.values() for h in hooks}
+    assert SETTINGS["raytune"] is True  # the case this covers: Ultralytics' default
+    assert not any(m.endswith("callbacks.raytune") for m in modules)
+    assert any(m.startswith("ultralytics") for m in modules)  # the rest of Ultralytics' callbacks stay

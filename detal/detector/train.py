@@ -83,6 +83,13 @@ def _trainer_class():
     from ultralytics.utils.torch_utils import strip_optimizer
 
     class NoValDetectionTrainer(DetectionTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Ray is installed (scoring.engine: ray), so Ultralytics registers its Ray Tune callback, which asks
+            # for a Tune session after every epoch and warns outside one; detal never trains under Tune
+            for hooks in self.callbacks.values():
+                hooks[:] = [h for h in hooks if not str(getattr(h, "__module__", "")).endswith("callbacks.raytune")]
+
         def validate(self):
             return (self.metrics or {}), None  # fitness None: EarlyStopping never fires
 
