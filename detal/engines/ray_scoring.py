@@ -88,10 +88,10 @@ def _load_scorer(backend: str, weights: list, name: str, kwargs: dict):
 
     import ray
 
-    folder = Path(tempfile.mkdtemp(prefix="detal-ray-"))
-    path = folder / name
-    path.write_bytes(ray.get(weights[0]))
-    scorer = importlib.import_module(backend).Scorer(path, **kwargs)
+    with tempfile.TemporaryDirectory(prefix="detal-ray-") as folder:  # the model is in memory once loaded
+        path = Path(folder) / name
+        path.write_bytes(ray.get(weights[0]))
+        scorer = importlib.import_module(backend).Scorer(path, **kwargs)
     torch = sys.modules.get("torch")
     if torch is not None and kwargs.get("device") == "cpu":
         # Ultralytics sets cpu_count - 1 threads; an actor owns the CPUs Ray gave it
