@@ -68,7 +68,8 @@ def fit_project(cfg: Config, store: Store | None = None) -> CostFit:
                           f"lead_time, a fit of seconds per action needs at least {_needed()} (after leaving out "
                           f"pauses{f' and {edited} edited tasks' if edited else ''}); annotate more tasks and run "
                           "`detal cycle` first") from None
-    seen = {"per_image": int(len(lead)), **{a: int((counts[:, i] > 0).sum()) for i, a in enumerate(ACTIONS)}}
+    kept = counts[np.isfinite(lead) & (lead >= 0) & (lead <= fit.limit)]  # the rows fit_seconds fitted on
+    seen = {"per_image": int(len(kept)), **{a: int((kept[:, i] > 0).sum()) for i, a in enumerate(ACTIONS)}}
     conf = {"per_image": float(cfg.cost.per_image), **cfg.cost.per_action}
     return CostFit(fit, conf, seen, edited)
 
