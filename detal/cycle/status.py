@@ -144,7 +144,8 @@ def _lead_lines(st: dict, lt: dict) -> list[str]:
     if "missing" in f:
         out.append(f"seconds per action: no fit yet ({f['missing']})")
     elif f:
-        out.append(f"seconds per action fitted on {f['tasks']} tasks (`detal cost fit` for the table, --write to use "
-                   "them): " + ", ".join(f"{k} {v:.1f} ({f['config'][k]:g})" for k, v in f["seconds"].items())
+        out.append(f"seconds per action fitted on {f['tasks']} tasks, the config's in brackets (`detal cost fit` for "
+                   "the table, --write to use them): "
+                   + ", ".join(f"{k} {v:.1f} ({f['config'][k]:g})" for k, v in f["seconds"].items())
                    + f"; held-out error {f['heldout_mae']:.1f} s per task (median baseline {f['baseline_mae']:.1f})")
     return out
