@@ -77,7 +77,7 @@ def has_hours(metrics: pd.DataFrame) -> bool:
 
 def learning_curves(df: pd.DataFrame, styles: dict) -> Figure:
     """mAP50-95 and mAP50 against annotation hours (when counted), labelled images and boxes: mean over seeds,
-    band = min-max over seeds. On the hours axis a dashed line is random read on its from-scratch hours: the
+    band = min-max over seeds. On the hours axis a dotted line is random read on its from-scratch hours: the
     same images and models, every box drawn."""
     hours = has_hours(df)
     xs = ((("hours", "annotation hours"),) if hours else ()) + (("labeled_images", "labelled images"),
@@ -98,7 +98,7 @@ def learning_curves(df: pd.DataFrame, styles: dict) -> Figure:
                     ax.fill_between(c["x"], c["lo"], c["hi"], color=styles[s]["color"], alpha=0.15, linewidth=0)
             if x == "hours" and scratch:
                 c = stats.mean_curve(df.assign(hours=df["scratch_seconds"] / 3600), "random", metric, "hours")
-                ax.plot(c["x"], c["y"], linestyle="--", linewidth=1.4, color=styles["random"]["color"],
+                ax.plot(c["x"], c["y"], linestyle=":", linewidth=2.0, color=styles["random"]["color"],
                         label="random, no pre-labels")
             ax.set_xlabel(f"{xname} ({'h' if x == 'hours' else 'count'})")
             ax.set_ylabel(f"{name} on val (0-1)")
@@ -106,7 +106,7 @@ def learning_curves(df: pd.DataFrame, styles: dict) -> Figure:
                 ax.set_title(f"against {xname}")
     band = "band: min-max over seeds" if n_seeds.max() > 1 else "one seed per strategy: no band"
     labels = {s: f"{s} ({n_seeds[s]} seed{'s' if n_seeds[s] > 1 else ''})" for s in strategies}
-    extra = [Line2D([], [], linestyle="--", linewidth=1.4, color=styles["random"]["color"],
+    extra = [Line2D([], [], linestyle=":", linewidth=2.0, color=styles["random"]["color"],
                     label="random, no pre-labels (hours)")] if scratch else None
     return _finish(fig, f"Learning curves. Line: mean over seeds; {band}.", styles, labels, extra)
 
