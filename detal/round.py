@@ -232,8 +232,10 @@ def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
     wanted = max(1, round(cfg.schedule.select_fraction * len(arm.images)))
     budget = min(wanted, pool_ids.size)
     if wanted > pool_ids.size:
-        arm.progress.line(f"{arm.tag} warning: schedule.select_fraction asks for {wanted} images, but only "
-                          f"{pool_ids.size} are left in the pool; selecting those {pool_ids.size}")
+        # a warning, shown with -q too: the batch is smaller than the config says
+        log.warning("%s schedule.select_fraction asks for %d images, but only %d are left in the pool; selecting "
+                    "those %d (lower schedule.select_fraction or add images)", arm.tag, wanted, pool_ids.size,
+                    pool_ids.size)
     spec = strategy_spec(name)
     scoring = None
     if spec.scores or arm.annotator.needs_predictions:

@@ -304,3 +304,24 @@ def test_entropy_per_second_runs_on_the_rounds_expected_seconds(data_yaml, tmp_p
     wide, per_sec = (set(s[(s.strategy == n) & (s["round"] == 1)]["image"]) for n in ("entropy_wide",
                                                                                        "entropy_per_second"))
     assert len(per_sec) == len(wide) == 9 and per_sec != wide
+
+
+def test_a_seed_fraction_under_one_image_and_a_budget_over_the_pool_are_warned(data_yaml, tmp_path, caplog):
+    import logging
+
+    from detal.round import _warn_once
+
+    _warn_once.cache_clear()
+    # 90 pool images: 0.001 of them is 0.09 images (rounded up to 1); 0.4 of 90 = 36 a round, 54 left after one
+    cfg = _cfg(data_yaml, tmp_path, seeds=[0, 1], strategies=["random"],
+               schedule={"seed_fraction": 0.001, "select_fraction": 0.4, "epochs_per_round": 1, "total_epochs": 4})
+    with caplog.at_level(logging.WARNING, logger="detal"):
+        run_experiment(cfg, quiet=True, backend=fake_backend)
+    seed = [r.getMessage() for r in caplog.records if "schedule.seed_fraction" in r.getMessage()]
+    assert seed == ["schedule.seed_fraction: 0.001 of 90 images is 0.09 images, rounded up to a seed set of 1; "
+                    "set schedule.seed_fraction to at least 0.011 to choose it yourself"]  # once, not per seed
+    over = [r.getMessage() for r in caplog.records if "schedule.select_fraction asks for" in r.getMessage()]
+    # round 1: 1 labelled, 89 left >= 36; round 2: 53 left; round 3: 17 left < 36, once per seed
+    assert len(over) == 2 and all("asks for 36 images, but only 17 are left in the pool" in m for m in over)
+    m = pd.read_csv(cfg.run_dir / "metrics.csv")
+    assert m.groupby("seed")["labeled_images"].apply(list).tolist() == [[1, 37, 73, 90]] * 2
