@@ -282,6 +282,7 @@ class Strategy:
     run: Callable[..., Selection]
     scores: bool = True  # calls score_fn at all
     features: bool = False  # needs Scored.features (pooled backbone features: a hook in the scorer)
+    seconds: bool = False  # needs Scored.seconds (each scored image's expected annotation seconds)
     random_share: bool = False  # part of every batch is drawn uniformly: unbiased pre-label estimates (`detal status`)
     # the scoring.calibration the rule carries (`recommended`: the study backs a rule *and* a calibration);
     # None = the config's. Resolved, and checked against the config, by detal.config.scoring_calibration.
@@ -309,7 +310,7 @@ ALIASES = {"recommended": RECOMMENDED}
 STRATEGIES["recommended"] = replace(STRATEGIES[RECOMMENDED], calibration=RECOMMENDED_CALIBRATION)
 # entropy_wide ranked by uncertainty per expected annotation second (issue 23): the same subset and score, divided
 # by what the image's own pre-labels are expected to cost (detal.cost.expected_seconds)
-STRATEGIES["entropy_per_second"] = Strategy(partial(select_entropy, wide=True, per_second=True))
+STRATEGIES["entropy_per_second"] = Strategy(partial(select_entropy, wide=True, per_second=True), seconds=True)
 
 
 def resolve(name: str) -> str:
