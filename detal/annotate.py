@@ -19,7 +19,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from detal.cost import effort_counts
+from detal.cost import effort_counts, trusted
 from detal.data import label_path, read_labels
 from detal.types import BOX_EFFORT_KEYS, Prediction
 
@@ -51,6 +51,9 @@ class Annotations:
     # a simulated annotator's acceptance tolerance (detal.cost.actions): its labels are the ground truth; None for
     # people, whose unchanged boxes are the accepted ones
     accept_iou: float | None = None
+    # images a person reviewed only in part (prelabel.trust): (pre-labels reviewed, what review made of them, the
+    # image's true boxes); their cost is that review's, and from scratch they cost all the true boxes
+    reviewed: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 class Annotator(Protocol):
@@ -71,13 +74,15 @@ class GroundTruthOracle:
     It is shown the pre-labels of the round's model, as a person in Label Studio is, and reports them with the
     labels, so the round counts what correcting them cost (detal.cost); an image requested without pre-labels
     (the seed set: no model yet) is drawn from scratch. A bad label line is a DataError naming file:line,
-    raised when the image is requested.
+    raised when the image is requested. With `trust` (prelabel.trust) pre-labels at that confidence or above
+    are taken unreviewed (detal.cost.trusted): its labels are those boxes plus the true boxes they miss.
     """
 
     needs_predictions = True
 
-    def __init__(self, nc: int, accept_iou: float | None = None):
+    def __init__(self, nc: int, accept_iou: float | None = None, trust: float | None = None):
         self.nc, self.accept_iou = nc, accept_iou  # cost.accept_iou: its labels are the ground truth
+        self.trust = trust
         self._ready: dict[Path, np.ndarray] = {}
         self._shown: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -93,10 +98,15 @@ class GroundTruthOracle:
         for p in map(Path, images):
             # not requested in this process (a resumed run): the files on disk are the same answer
             out.labels[p] = self._ready.pop(p) if p in self._ready else read_labels(label_path(p), self.nc)
+            pre, fin = np.zeros((0, 5)), out.labels[p]
             if p in self._shown:
                 out.prelabels[p] = self._shown.pop(p)
-            counts = effort_counts(out.prelabels[p][0] if p in out.prelabels else np.zeros((0, 5)), out.labels[p],
-                                   self.accept_iou)
+                pre = out.prelabels[p][0]
+                if self.trust is not None:
+                    truth = out.labels[p]
+                    out.labels[p], pre, fin = trusted(pre, out.prelabels[p][1], truth, self.trust)
+                    out.reviewed[p] = (pre, fin, truth)
+            counts = effort_counts(pre, fin, self.accept_iou)
             out.effort_by_image[p] = counts
             for k in BOX_EFFORT_KEYS:
                 out.effort[k] += counts[k]

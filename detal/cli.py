@@ -95,17 +95,28 @@ def cmd_check(args) -> int:
     return 2 if report.fatal else 0
 
 
+def _live_config(args):
+    """The config of a live project (init, cycle): people review every pre-label they are shown."""
+    from detal.errors import ConfigError
+
+    cfg = _config(args)
+    if cfg.prelabel.trust is not None:
+        raise ConfigError(f"{args.config}: prelabel.trust is simulation only; a live project shows annotators every "
+                          "pre-label to review: set prelabel.trust: null")
+    return cfg
+
+
 def cmd_init(args) -> int:
     from detal.cycle import init_project
 
-    print(init_project(_config(args), quiet=args.quiet))
+    print(init_project(_live_config(args), quiet=args.quiet))
     return 0
 
 
 def cmd_cycle(args) -> int:
     from detal.cycle import run_cycle
 
-    out = run_cycle(_config(args), quiet=args.quiet)
+    out = run_cycle(_live_config(args), quiet=args.quiet)
     print(out.message)
     return 0
 

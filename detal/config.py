@@ -195,6 +195,9 @@ class PrelabelConfig(_Model):
     # deletion each; class-agnostic suppression keeps the best class (scoring keeps every class vector)
     agnostic: bool = True
     agnostic_iou: float = Field(0.7, gt=0, le=1)
+    # simulation only (annotator: oracle): pre-labels at this confidence or above become labels without review,
+    # people fix only the rest (box-level partial annotation; detal.cost.trusted). null = every box is reviewed
+    trust: float | None = Field(None, gt=0, le=1)
 
 
 class CycleConfig(_Model):
@@ -311,6 +314,17 @@ class Config(_Model):
         if not v or len(set(v)) != len(v):
             raise ValueError("give one or more distinct integer seeds, e.g. [0, 1, 2]")
         return v
+
+    @model_validator(mode="after")
+    def _trust(self) -> "Config":
+        t = self.prelabel.trust
+        if t is not None and self.annotator != "oracle":
+            raise ValueError("prelabel.trust is simulation only (annotator: oracle): people in Label Studio review "
+                             "every pre-label they are shown; set prelabel.trust: null")
+        if t is not None and t <= self.prelabel.conf:
+            raise ValueError(f"prelabel.trust {t} must be above prelabel.conf {self.prelabel.conf} (the boxes shown): "
+                             "raise it, or set null to review every box")
+        return self
 
     @property
     def run_dir(self) -> Path:

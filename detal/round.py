@@ -150,8 +150,8 @@ def collect(arm: Arm, state: ArmState) -> Collected:
         out.joined.setdefault(state.label(key, counts), []).append(key)
         # what this image cost the annotator: the pre-labels it was shown (none: drawn from scratch) -> its labels
         shown = ann.prelabels.get(path)
-        act, sec, scratch = image_cost(shown[0] if shown is not None else np.zeros((0, 5)), labels,
-                                       cost.per_action, cost.per_image, ann.accept_iou)
+        pre, final, truth = ann.reviewed.get(path) or (shown[0] if shown is not None else np.zeros((0, 5)), labels, None)
+        act, sec, scratch = image_cost(pre, final, cost.per_action, cost.per_image, ann.accept_iou, truth)
         state.seconds[key] = [round(sec, 3), round(scratch, 3)]
         for a in ACTIONS:
             out.actions[a] += act[a]

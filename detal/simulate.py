@@ -116,7 +116,7 @@ def prepare_dataset(cfg: Config, progress: Progress) -> Dataset:
 
 
 def _oracle(cfg: Config, ds: Dataset) -> Annotator:
-    return GroundTruthOracle(ds.nc, cfg.cost.accept_iou)
+    return GroundTruthOracle(ds.nc, cfg.cost.accept_iou, cfg.prelabel.trust)
 
 
 def _labelstudio(cfg: Config, ds: Dataset) -> Annotator:
