@@ -325,3 +325,29 @@ def test_a_seed_fraction_under_one_image_and_a_budget_over_the_pool_are_warned(d
     assert len(over) == 2 and all("asks for 36 images, but only 17 are left in the pool" in m for m in over)
     m = pd.read_csv(cfg.run_dir / "metrics.csv")
     assert m.groupby("seed")["labeled_images"].apply(list).tolist() == [[1, 37, 73, 90]] * 2
+
+
+def test_trusted_prelabels_cost_nothing_and_become_labels_as_predicted(data_yaml, tmp_path):
+    # prelabel.trust: the same selections as full review, cheaper rounds, and labels of record that hold the
+    # trusted boxes as the model predicted them (the fake model's boxes are offset from the truth)
+    runs = {}
+    for name, trust in (("review", None), ("trust", 0.3)):
+        cfg = _cfg(data_yaml, tmp_path / name, strategies=["random"], prelabel={"trust": trust})
+        runs[name] = run_experiment(cfg, quiet=True, backend=fake_backend)
+    review, trust = (pd.read_csv(runs[n] / "metrics.csv") for n in ("review", "trust"))
+    pd.testing.assert_frame_equal(*(pd.read_csv(runs[n] / "selections.csv") for n in ("review", "trust")))
+    assert (trust["scratch_seconds"] == review["scratch_seconds"]).all()  # from scratch: all the true boxes
+    for seed in (0, 1):
+        t, r = trust[trust["seed"] == seed], review[review["seed"] == seed]
+        assert t.iloc[0]["annotation_seconds"] == r.iloc[0]["annotation_seconds"]  # the seed set: no model
+        assert (t["annotation_seconds"].values[1:] < r["annotation_seconds"].values[1:]).all()
+    # the labels of record: with full review every file is the ground truth; trusted ones hold predicted boxes
+    from detal.data import label_path, read_labels
+
+    differ = {}
+    for name in ("review", "trust"):
+        links = [p for p in runs[name].rglob("labels/images/*/*.png") if p.is_symlink()]
+        assert links
+        differ[name] = sum(not np.array_equal(read_labels(label_path(p), 6), read_labels(label_path(p.resolve()), 6))
+                           for p in links)
+    assert differ["review"] == 0 and differ["trust"] > 0
