@@ -218,6 +218,44 @@ class _ImageVerdict:
     ul_label_error: str = ""       # Ultralytics rejected the label file although the image is fine
 
 
+class VerdictCache:
+    """Ultralytics' verdicts on images checked before, each under the size and mtime of the image and its label file.
+
+    The scheduled job checks its dataset every run; at 10^5 images opening each one is most of a cycle's fixed cost.
+    With a cache, an image whose file and label file are as they were keeps its verdict (a stat each instead of a
+    decode); anything changed, or new, is verified again. `rows` path -> (signature, verdict fields); `new` holds
+    what this check added, for the caller to store (detal.cycle.store: the `checked` table).
+    """
+
+    def __init__(self, rows: dict[str, tuple[str, list]] | None = None):
+        self.rows = dict(rows or {})
+        self.new: dict[str, tuple[str, list]] = {}
+
+    @staticmethod
+    def signature(image: Path, label: Path) -> str | None:
+        try:
+            st = image.stat()
+        except OSError:
+            return None  # unreadable now: verified (and reported) every time
+        try:
+            sl = label.stat()
+            lab = f"{sl.st_size}:{sl.st_mtime_ns}"
+        except OSError:
+            lab = "-"
+        return f"{st.st_size}:{st.st_mtime_ns}:{lab}"
+
+    def verdict(self, image: Path, label: Path, verify) -> "_ImageVerdict":
+        sig = self.signature(image, label)
+        hit = self.rows.get(str(image))
+        if sig is not None and hit is not None and hit[0] == sig:
+            return _ImageVerdict(*hit[1])
+        v = verify()
+        if sig is not None:
+            self.rows[str(image)] = self.new[str(image)] = (sig, [v.kind, v.message, v.rotated, v.ul_boxes,
+                                                                 v.ul_label_error])
+        return v
+
+
 def _after(msg: str, marker: str = "ignoring corrupt image/label: ") -> str:
     return msg.split(marker, 1)[-1].splitlines()[0].strip()
 
@@ -346,8 +384,11 @@ def _orphans(ds: Dataset, known: set[Path]) -> list[Problem]:
             for p in sorted(set(found) - known - listed)]
 
 
-def check_dataset(ds: Dataset, unlabelled_pool: bool = False) -> CheckReport:
+def check_dataset(ds: Dataset, unlabelled_pool: bool = False, cache: VerdictCache | None = None) -> CheckReport:
     """Check every image and label file of both splits; collect every problem (nothing raised, nothing written).
+
+    `cache`: verdicts of images unchanged since an earlier check are reused (VerdictCache); label files are
+    always read (they are what changes between runs).
 
     `unlabelled_pool` (the scheduled job): the train split is a pool waiting for annotators, so images without
     a label file are expected, not noted, and an absent val split is allowed (detal reserves one). Label
@@ -372,7 +413,8 @@ def check_dataset(ds: Dataset, unlabelled_pool: bool = False) -> CheckReport:
         for image in images:
             lab = label_path(image)
             known_labels.add(lab)
-            verdict = _verify_image(image, ds.nc, yolo_data, pil_open)
+            verdict = (_verify_image(image, ds.nc, yolo_data, pil_open) if cache is None else
+                       cache.verdict(image, lab, lambda: _verify_image(image, ds.nc, yolo_data, pil_open)))
             scan: LabelScan = scan_label_file(lab, ds.nc)
             problems += [Problem(kind, lab, msg, split) for kind, msg in scan.errors]
             if verdict.kind is not None:

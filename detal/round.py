@@ -242,7 +242,7 @@ def choose(arm: Arm, state: ArmState, weights: Path, rng: np.random.Generator,
         scorer = make_scorer(cfg, weights, device=arm.device, features=spec.features, backend=arm.backend)
         # expected seconds only for a strategy that ranks by them: they cost a pre-label pass per scored image
         scoring = ScoringPass(scorer, arm.images, cfg.scoring, arm.names, audit=cfg.scoring.audit,
-                              cfg=cfg if spec.seconds else None)
+                              cfg=cfg if spec.seconds else None, prelabel=cfg.prelabel)
         calibration = scoring_calibration(name, cfg.scoring) if spec.scores else "none"
         if calibration == "difficulty":
             scoring.class_weights = _difficulty_weights(arm, scorer, labelled)

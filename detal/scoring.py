@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from detal.config import Config, ScoringConfig
+from detal.config import Config, PrelabelConfig, ScoringConfig
 from detal.types import Prediction
 
 UNREADABLE_SCORE = -1.0
@@ -94,48 +94,78 @@ def prelabels_for(pred: Prediction, cfg: Config) -> Prediction:
 class ScoringPass:
     """The callback a strategy calls with the pool ids it wants scored: only those images see the model.
 
-    Keeps every prediction it made (the selected ones become pre-labels without a second pass), how many
-    images it scored, and the audit rows when `audit` is on.
+    Keeps, per scored image, only what the round needs later: its pre-labels (with `prelabel`: the boxes shown,
+    without class vectors of suppressed boxes or the image feature; the selected ones are pushed without a second
+    pass). The full predictions of a call live only while it is scored, so the driver's memory grows with the
+    boxes it will show, not with the class vectors of every scored image. Also counts the images scored, and
+    keeps the audit rows when `audit` is on.
     """
 
     def __init__(self, scorer, images: Sequence[Path], sc: ScoringConfig, names: Sequence[str], audit: bool = False,
-                 cfg: Config | None = None):
+                 cfg: Config | None = None, prelabel: PrelabelConfig | None = None):
         self.scorer, self.images, self.sc, self.names = scorer, images, sc, names
         self.cfg = cfg  # with it, each scored image also gets its expected annotation seconds (Scored.seconds)
+        self.prelabel = prelabel  # None: keep whole predictions (tools that inspect them)
         # scoring.calibration, set by the round: per-class box weights (difficulty) or the temperature
         self.class_weights: np.ndarray | None = None
         self.temperature: float | None = None
-        self.predictions: dict[int, Prediction] = {}
+        self.predictions: dict[int, Prediction] = {}  # pool id -> what is kept of its prediction (above)
         self.audit_images: list[dict] | None = [] if audit else None
         self.audit_boxes: list[dict] | None = [] if audit else None
+
+    CHUNK = 1024  # images whose whole predictions are held at once while scoring
 
     @property
     def n_scored(self) -> int:
         return len(self.predictions)
 
+    def _stream(self, ids: Sequence[int]):
+        """The model's whole predictions for pool ids, one by one (one pass); what is kept of each is cached."""
+        pc = self.prelabel
+        for i, p in zip(ids, self.scorer.iter_predictions([self.images[int(i)] for i in ids])):
+            self.predictions[int(i)] = p if pc is None else replace(
+                prelabels(p, pc.conf, pc.agnostic_iou if pc.agnostic else None), feature=None)
+            yield p
+
     def predict(self, ids: Sequence[int]) -> list[Prediction]:
-        """Predictions for pool ids, running the model only on those not predicted yet."""
+        """Predictions (pre-labels, with `prelabel`) for pool ids, running the model only on those not seen yet."""
         todo = [int(i) for i in ids if int(i) not in self.predictions]
-        for i, p in zip(todo, self.scorer.iter_predictions([self.images[i] for i in todo])):
-            self.predictions[i] = p
+        for _ in self._stream(todo):
+            pass
         return [self.predictions[int(i)] for i in ids]
 
     def __call__(self, ids: np.ndarray):
         from detal.acquisition.selection import Scored
 
-        preds = self.predict(ids)
-        scores = image_scores_for(preds, self.sc, self.class_weights, self.temperature)
-        feats = None
-        dims = {p.feature.shape for p in preds if p.feature is not None}
+        ids = [int(i) for i in ids]
+        scores, classes, seconds, feats = [], [], [], []
+        chunk: list[Prediction] = []
+
+        def flush() -> None:  # whole predictions of a chunk: class vectors and features score, then they go
+            s = image_scores_for(chunk, self.sc, self.class_weights, self.temperature)
+            scores.append(s)
+            classes.extend(p.cls[p.conf >= self.sc.conf] for p in chunk)
+            feats.extend(p.feature for p in chunk)
+            if self.cfg is not None:
+                seconds.extend(expected_seconds_of(p, self.cfg) for p in chunk)
+            if self.audit_images is not None:
+                self.audit_images.extend(image_rows(chunk, s))
+                self.audit_boxes.extend(box_rows(chunk, self.sc, self.names, self.temperature))
+            chunk.clear()
+
+        for p in self._stream(ids):  # one pass (one Ray job) over every id, scored in chunks as results arrive
+            chunk.append(p)
+            if len(chunk) == self.CHUNK:
+                flush()
+        if chunk:
+            flush()
+        features = None
+        dims = {f.shape for f in feats if f is not None}
         if dims:  # an unreadable image gets a zero feature row (normalises to zero: never "far" from anything)
             zero = np.zeros(dims.pop(), np.float32)
-            feats = np.stack([zero if p.feature is None else p.feature for p in preds])
-        if self.audit_images is not None:
-            self.audit_images.extend(image_rows(preds, scores))
-            self.audit_boxes.extend(box_rows(preds, self.sc, self.names, self.temperature))
-        seconds = None if self.cfg is None else np.array([expected_seconds_of(p, self.cfg) for p in preds])
-        return Scored(scores=scores, features=feats, classes=[p.cls[p.conf >= self.sc.conf] for p in preds],
-                      seconds=seconds)
+            features = np.stack([zero if f is None else f for f in feats])
+        return Scored(scores=np.concatenate(scores) if scores else np.zeros(0), features=features, classes=classes,
+                      seconds=np.array(seconds) if self.cfg is not None else None)
 
 
 def expected_seconds_of(pred: Prediction, cfg: Config) -> float:

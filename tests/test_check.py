@@ -415,3 +415,25 @@ def test_a_label_rule_detal_does_not_know_stops_the_run(tmp_path, monkeypatch):
     lab = tmp_path / "labels" / "train" / "train1.txt"
     assert [(p.kind, p.path) for p in report.errors] == [("label-ultralytics", lab)]
     assert report.errors[0].message == f"{lab}: Ultralytics rejects this label file (new rule); fix the file"
+
+
+def test_a_verdict_cache_skips_unchanged_images_and_rechecks_changed_ones(tmp_path, monkeypatch):
+    # the scheduled job checks its pool every run: images unchanged since the last check are not opened again
+    from detal import check
+    from detal.synthetic import generate
+
+    ds = load_dataset(generate(tmp_path / "d", 12, seed=1, imgsz=64, val_fraction=0.25))
+    first = check.VerdictCache()
+    base = check_dataset(ds, cache=first)
+    assert len(first.new) == len(ds.train) + len(ds.val)
+    opened = []
+    real = check._verify_image
+    monkeypatch.setattr(check, "_verify_image", lambda image, *a: opened.append(image) or real(image, *a))
+    again = check.VerdictCache(first.rows)
+    assert check_dataset(ds, cache=again).lines() == base.lines() and opened == [] and again.new == {}
+    bad = ds.train[0]
+    bad.write_bytes(b"not an image")  # changed since: verified again, and the change is found
+    later = check.VerdictCache(first.rows)
+    rep = check_dataset(ds, cache=later)
+    assert opened == [bad] and list(later.new) == [str(bad)]
+    assert [p.path for p in rep.problems if p.kind == "image-unreadable"] == [bad]

@@ -16,9 +16,17 @@ what the target excludes. The parts are timed by wrapping the real functions:
     eval     evaluation on val (printed, not part of the overhead: model work, like training)
 
     .venv/bin/python tools/bench_cycle.py [--pool 5000]
+    .venv/bin/python tools/bench_cycle.py --pool 100000 --open 20000 --fake-detector   # issue 25's size
 
-Last line: `cycle_overhead_s=<s> pool=<n>`: the slower of the two cycles' wall time minus evaluation (and
-the training stub): pull + score + select + push + other.
+`--open N`: each cycle pushes N images (schedule.select_fraction = N / pool), and before cycle 2 the bot
+annotates 5% of the open tasks, so cycle 2 starts with ~0.95 N open tasks and pushes N more.
+`--fake-detector`: the fake backend of the tests (tests/fake_backend.py: predictions from a hash, no pixels
+read) instead of the real scorer, so the numbers are the pipeline's own work, not the model's; the pool is then
+a few hundred generated images hard-linked under N names (seconds to make, not 20 minutes).
+Peak RSS of the process is sampled during each cycle.
+
+Last line: `cycle_overhead_s=<s> pool=<n> open=<n> peak_mb=<MB>`: the slower of the two cycles' wall time minus
+evaluation (and the training stub): pull + score + select + push + other; the higher of their peak RSS.
 """
 
 from __future__ import annotations
@@ -72,6 +80,31 @@ class Backend:
         return detector.TrainResult(out.resolve(), epochs, 0.0)
 
 
+def fake_backend_timed():
+    """tests/fake_backend with its evaluation timed as "eval" (training there is already a stub)."""
+    sys.path.insert(0, str(REPO))
+    from tests import fake_backend
+
+    fake_backend.evaluate = timed("eval", fake_backend.evaluate)
+    return fake_backend
+
+
+def hardlinked_pool(root: Path, n_all: int, base: int = 300) -> Path:
+    """A dataset of n_all images: `base` generated ones (10% val) and the rest hard links of the train ones."""
+    from detal.synthetic import generate
+
+    data = generate(root, base, seed=0, imgsz=160, val_fraction=0.1)
+    train = sorted((root / "images" / "train").glob("*.png"))
+    width = len(str(n_all))
+    for i in range(n_all - base):
+        src = train[i % len(train)]
+        name = f"x{i:0{width}d}"
+        os.link(src, src.with_name(name + ".png"))
+        lab = root / "labels" / "train" / (src.stem + ".txt")
+        os.link(lab, lab.with_name(name + ".txt"))
+    return data
+
+
 def bot(conn, pid, names, share: float, rng) -> int:
     from detal.data import image_size, label_path, read_labels
     from detal.labelstudio import client as ls
@@ -104,13 +137,20 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pool", type=int, default=5000, help="images in the pool (default 5000)")
+    ap.add_argument("--open", type=int, default=None,
+                    help="images pushed per cycle (default 5%% of the pool); cycle 2 starts with ~95%% of them open")
+    ap.add_argument("--fake-detector", action="store_true",
+                    help="the tests' fake backend (no model work) and a hard-linked pool: the pipeline's own cost")
     ap.add_argument("--venv", default=str(REPO / ".labelstudio" / "venv"), help="Label Studio venv")
     args = ap.parse_args()
+    n_open = args.open or max(1, round(0.05 * args.pool))
+    from bench_scoring import _PeakRSS
 
     # pull and push: every call of the annotator; score: every model pass; select: the strategy
     LabelStudioAnnotator.collect = timed("pull", LabelStudioAnnotator.collect)
     LabelStudioAnnotator.request = timed("push", LabelStudioAnnotator.request)
     scoring.ScoringPass.predict = timed("score", scoring.ScoringPass.predict)
+    scoring.ScoringPass.__call__ = timed("score", scoring.ScoringPass.__call__)
     round_mod.select = timed("select+score", round_mod.select)
 
     with tempfile.TemporaryDirectory(prefix="detal-bench-cycle-") as tmp:
@@ -118,21 +158,23 @@ def main() -> int:
         root = tmp / "root"
         os.environ["BENCH_DOC_ROOT"] = str(root)
         t = time.perf_counter()
-        n_all = int(args.pool / 0.9) + 1
-        data = generate(root / "pool", n_all, seed=0, imgsz=160, val_fraction=0.1)
+        n_all = args.pool + 30 if args.fake_detector else int(args.pool / 0.9) + 1  # fake: 30 val images
+        data = (hardlinked_pool(root / "pool", n_all) if args.fake_detector
+                else generate(root / "pool", n_all, seed=0, imgsz=160, val_fraction=0.1))
         for p in (data.parent / "labels" / "train").glob("*.txt"):  # an unlabelled pool; the bot knows the truth
             p.rename(p.with_suffix(".truth"))
         names = yaml.safe_load(data.read_text())["names"]
         names = [names[i] for i in sorted(names)] if isinstance(names, dict) else names
         print(f"generated {n_all} images ({args.pool} pool) in {time.perf_counter() - t:.1f} s", flush=True)
         weights = tmp / "yolov8n_random.pt"
-        from ultralytics import YOLO
-        from ultralytics.nn.tasks import DetectionModel
+        if not args.fake_detector:  # (the fake never imports torch: its memory is the pipeline's own)
+            from ultralytics import YOLO
+            from ultralytics.nn.tasks import DetectionModel
 
-        yolo = YOLO("yolov8n.yaml")  # random init with the dataset's classes, as a trained round would have
-        yolo.model = DetectionModel("yolov8n.yaml", nc=len(names), verbose=False)
-        yolo.model.names = dict(enumerate(names))
-        yolo.save(str(weights))
+            yolo = YOLO("yolov8n.yaml")  # random init with the dataset's classes, as a trained round would have
+            yolo.model = DetectionModel("yolov8n.yaml", nc=len(names), verbose=False)
+            yolo.model.names = dict(enumerate(names))
+            yolo.save(str(weights))
         token = "b" + secrets.token_hex(16)
         server.install(Path(args.venv))
         info = server.start(data_dir=tmp / "data", document_root=root, username="bench@detal.local",
@@ -142,23 +184,26 @@ def main() -> int:
             cfg = parse_config({
                 "experiment": "bench", "data": str(data), "output_dir": str(tmp / "runs"),
                 "model": {"imgsz": 160, "device": "cpu"},
-                "schedule": {"seed_fraction": 0.02, "select_fraction": 0.05, "epochs_per_round": 1, "total_epochs": 3},
+                "schedule": {"seed_fraction": 0.02, "select_fraction": n_open / args.pool, "epochs_per_round": 1,
+                             "total_epochs": 3},
                 "labelstudio": {"url": info.url, "api_key_env": "DETAL_BENCH_TOKEN", "document_root": str(root),
                                 "timeout": 300},
                 "cycle": {"strategy": "mix", "min_new_labels": 1}})
-            backend = Backend(weights)
+            backend = fake_backend_timed() if args.fake_detector else Backend(weights)
             t = time.perf_counter()
             print(init_project(cfg, backend=backend, quiet=True), f"({time.perf_counter() - t:.1f} s)", flush=True)
             conn = ls.connect(info.url, token, timeout=300)
             pid = ls.find_project(conn, ls.project_title(cfg))
             rng = np.random.default_rng(0)
-            overheads = []
-            for c, share in ((1, 1.0), (2, 0.5)):
+            overheads, peaks = [], []
+            for c, share in ((1, 1.0), (2, 0.05 if args.open else 0.5)):
                 print(f"bot annotated {bot(conn, pid, names, share, rng)} tasks", flush=True)
                 TIMES.clear()
                 t = time.perf_counter()
-                out = run_cycle(cfg, backend=backend, quiet=True)
+                with _PeakRSS() as mem:
+                    out = run_cycle(cfg, backend=backend, quiet=True)
                 wall = time.perf_counter() - t
+                peaks.append(mem.peak / 2**20)
                 score = TIMES["score"]
                 select = TIMES["select+score"] - min(TIMES["select+score"], score)
                 parts = {"pull": TIMES["pull"], "score": score, "select": select, "push": TIMES["push"]}
@@ -167,10 +212,11 @@ def main() -> int:
                 overheads.append(overhead)
                 print(f"cycle {c}: {out.message}")
                 print(f"  wall {wall:.1f} s = eval {TIMES['eval']:.1f} s + overhead {overhead:.1f} s ("
-                      + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()) + ")", flush=True)
+                      + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()) + f"), peak RSS {peaks[-1]:.0f} MB",
+                      flush=True)
         finally:
             server.stop(info.data_dir)
-    print(f"cycle_overhead_s={max(overheads):.1f} pool={args.pool}")
+    print(f"cycle_overhead_s={max(overheads):.1f} pool={args.pool} open={n_open} peak_mb={max(peaks):.0f}")
     return 0
 
 

@@ -186,8 +186,9 @@ def merge(n: int = 20000) -> float:
 def driver_memory(n: int, folder: Path, weights: Path, conf: float, keep: bool) -> dict:
     """In this (fresh) process: the first n images on 2 Ray actors; the peak RSS.
 
-    keep: through a round's ScoringPass, which keeps every prediction; else streamed and dropped (the engine
-    alone, as `detal score` streams them into table rows).
+    keep: through a round's ScoringPass, which keeps every image's pre-labels (here every box: pre-label threshold
+    = scoring threshold) and its score; else streamed and dropped (the engine alone, as `detal score` streams them
+    into table rows).
     """
     import numpy as np
     from bench_scoring import _PeakRSS
@@ -203,7 +204,9 @@ def driver_memory(n: int, folder: Path, weights: Path, conf: float, keep: bool) 
         t = time.perf_counter()
         scorer = make_scorer(cfg, weights, device="cpu")
         if keep:
-            sp = ScoringPass(scorer, paths, cfg.scoring, [str(i) for i in range(80)])
+            # what a round's pass keeps: pre-labels, here at the scoring threshold (every box kept: the worst case)
+            sp = ScoringPass(scorer, paths, cfg.scoring, [str(i) for i in range(80)],
+                             prelabel=cfg.prelabel.model_copy(update={"conf": conf}))
             scored = sp(np.arange(len(paths)))
             got, boxes = len(scored.scores), sum(len(p.cls) for p in sp.predictions.values())
         else:

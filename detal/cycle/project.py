@@ -53,11 +53,27 @@ def _dataset(cfg: Config) -> Dataset:
     return usable(ds, report)
 
 
+def _verdicts(state_file: Path) -> dict:
+    if not state_file.is_file():
+        return {}
+    store = Store(state_file)
+    try:
+        return store.verdicts()
+    finally:
+        store.close()
+
+
 def open_project(cfg: Config, *, backend, annotator, progress: Progress, must_exist: bool) -> Project:
     # here, not at load: every config has a cycle section (its defaults), and a study config need not fit it
     check_calibration(cfg, [cfg.cycle.strategy], "config", key="cycle.strategy")
-    ds = _dataset(cfg)
-    store = Store(cfg.run_dir / "project.sqlite")
+    from detal.check import VerdictCache
+
+    state_file = cfg.run_dir / "project.sqlite"
+    # images already checked by an earlier run keep their verdict while unchanged: a run's fixed cost stays flat
+    cache = VerdictCache(_verdicts(state_file))
+    ds = _dataset(cfg, cache)
+    store = Store(state_file)
+    store.save_verdicts(cache.new)
     if must_exist and not store.initialised:
         store.close()
         raise DetalError(f"{cfg.run_dir}: no detal project here yet; run `detal init -c CONFIG` first")

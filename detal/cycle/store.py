@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS lead_times (key TEXT PRIMARY KEY, side TEXT NOT NULL,
     accepted INTEGER NOT NULL, moved INTEGER NOT NULL, relabelled INTEGER NOT NULL, deleted INTEGER NOT NULL,
     drawn INTEGER NOT NULL, prelabels INTEGER, boxes INTEGER NOT NULL, passes INTEGER NOT NULL, updated_at TEXT,
     first_updated_at TEXT, single INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS checked (path TEXT PRIMARY KEY, signature TEXT NOT NULL, verdict TEXT NOT NULL);
 """
 # per annotated task (detal.cycle.leads): Label Studio's lead_time beside the actions that turned the pre-labels shown
 # (prelabels: how many; NULL when none were shown) into the newest annotation (detal.cost.actions); `single`: one
@@ -145,6 +146,16 @@ class Store:
             db.executemany("UPDATE images SET present = 1 WHERE key = ?", [(k,) for k in present])
         Store.set_meta(db, round_done=train.round_done, epochs_trained=train.epochs_trained, weights=train.weights,
                        rng_state=train.rng_state)
+
+    # -- the dataset check's verdicts (detal.check.VerdictCache): a cache, rebuilt by any check that misses it
+    def verdicts(self) -> dict[str, tuple[str, list]]:
+        return {p: (sig, json.loads(v)) for p, sig, v in self.db.execute("SELECT path, signature, verdict FROM checked")}
+
+    def save_verdicts(self, rows: dict[str, tuple[str, list]]) -> None:
+        if rows:
+            with self.transaction() as db:
+                db.executemany("INSERT OR REPLACE INTO checked (path, signature, verdict) VALUES (?, ?, ?)",
+                               [(p, sig, json.dumps(v)) for p, (sig, v) in rows.items()])
 
     # -- lead times
     def leads(self) -> dict[str, dict]:
