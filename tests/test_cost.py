@@ -109,3 +109,32 @@ def test_a_simulated_annotator_accepts_a_box_as_good_as_one_drawn():
     assert actions([A], [far], accept_iou=0.85) == dict.fromkeys(ACTIONS, 0) | {"moved": 1}
     relabel = [1, 0.205, 0.2, 0.1, 0.1]
     assert actions([A], [relabel], accept_iou=0.85) == dict.fromkeys(ACTIONS, 0) | {"relabelled": 1}
+
+
+def test_trusted_boxes_become_labels_unreviewed_and_the_rest_is_reviewed():
+    from detal.cost import image_cost, trusted
+
+    wrong_class_a = [1, 0.2, 0.2, 0.1, 0.1]  # a confident mistake on A's object: kept as predicted, nobody checks it
+    false_box = [2, 0.9, 0.9, 0.05, 0.05]    # a confident false box: kept too
+    pre = np.array([wrong_class_a, false_box, B, [0, 0.5, 0.21, 0.1, 0.1]])
+    conf = np.array([0.9, 0.85, 0.5, 0.3])   # trust 0.8: the first two are trusted
+    truth = np.array([A, B, C, [0, 0.2, 0.8, 0.1, 0.1]])
+    labels, rev_pre, rev_final = trusted(pre, conf, truth, 0.8)
+    # A's object is covered by the trusted (wrong) box; B, C and the bottom-left box are reviewed
+    assert labels.tolist() == [wrong_class_a, false_box, B, C, [0, 0.2, 0.8, 0.1, 0.1]]
+    assert rev_pre.tolist() == pre[2:].tolist() and rev_final.tolist() == truth[1:].tolist()
+    per = {"accepted": 1.0, "moved": 4.0, "relabelled": 2.5, "deleted": 2.0, "drawn": 7.0}
+    act, sec, scratch = image_cost(rev_pre, rev_final, per, 3.0, accept_iou=0.85, truth=truth)
+    # B accepted (1), C moved by 0.01 (IoU 0.82 < 0.85: 4), bottom-left drawn (7); the trusted two cost nothing
+    assert act == {"accepted": 1, "moved": 1, "relabelled": 0, "deleted": 0, "drawn": 1}
+    assert sec == 3.0 + 1 + 4 + 7 and scratch == 3.0 + 4 * 7.0  # from scratch: all four true boxes
+
+
+def test_trust_above_every_confidence_is_full_review():
+    from detal.cost import trusted
+
+    pre, truth = np.array([A, B]), np.array([A, C])
+    labels, rev_pre, rev_final = trusted(pre, np.array([0.5, 0.6]), truth, 0.99)
+    assert labels.tolist() == truth.tolist() and rev_pre.tolist() == pre.tolist() and rev_final.tolist() == truth.tolist()
+    labels, rev_pre, rev_final = trusted(pre, np.array([0.5, 0.6]), np.zeros((0, 5)), 0.4)  # nothing true: all kept
+    assert labels.tolist() == pre.tolist() and len(rev_pre) == len(rev_final) == 0
