@@ -42,12 +42,12 @@ def default_annotator(cfg: Config, ds: Dataset) -> Annotator:
     return LabelStudioAnnotator.from_config(cfg, ds)
 
 
-def _dataset(cfg: Config) -> Dataset:
+def _dataset(cfg: Config, cache=None) -> Dataset:
     from detal.check import check_dataset, usable
     from detal.data import load_dataset
 
     ds = load_dataset(cfg.data, require_val=False)
-    report = check_dataset(ds, unlabelled_pool=True)
+    report = check_dataset(ds, unlabelled_pool=True, cache=cache)
     for line in report.lines(levels=("exclude", "warning")):
         log.warning("%s", line)
     return usable(ds, report)
