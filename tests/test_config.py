@@ -148,3 +148,23 @@ def test_a_gpu_index_is_a_device_name(tmp_path):
     # any text key: a numeric experiment name or project title is its text
     cfg = load_config(p, ["experiment=2024", "labelstudio.project=7", "scoring.empty=1"])
     assert (cfg.experiment, cfg.labelstudio.project, cfg.scoring.empty) == ("2024", "7", 1.0)
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"annotator": "labelstudio", "prelabel": {"trust": 0.8}}, "simulation only"),
+    ({"prelabel": {"trust": 0.2}}, "must be above prelabel.conf 0.25"),
+])
+def test_prelabel_trust_is_simulation_only_and_above_the_shown_threshold(raw, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        parse_config({"data": "d.yaml", **raw}, "c.yaml")
+    assert parse_config({"data": "d.yaml", "prelabel": {"trust": 0.8}}).prelabel.trust == 0.8
+
+
+def test_a_live_project_refuses_prelabel_trust_in_one_line(tmp_path, capsys):
+    from detal.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": str(tmp_path / "d.yaml"), "prelabel": {"trust": 0.8}}))
+    assert main(["cycle", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "prelabel.trust is simulation only" in err and str(cfg) in err
