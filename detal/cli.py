@@ -156,8 +156,9 @@ def cmd_ls_serve(args) -> int:
     print(f"Label Studio running at {info.url} (pid {info.pid}); log {info.log_path}")
     print(f"login: {args.username}; images served from {Path(args.document_root).resolve()}; "
           "stop with `detal labelstudio stop`")
-    if info.port != server.DEFAULT_PORT:
-        print(f"port {server.DEFAULT_PORT} was busy: use --set labelstudio.url={info.url}")
+    if info.port != server.DEFAULT_PORT:  # a config's default url points at 8080: say which url to use instead
+        why = f"port {server.DEFAULT_PORT} was busy" if not args.port else f"port {info.port} as asked"
+        print(f"{why}: use --set labelstudio.url={info.url}")
     if served.exports:
         print("Generated credentials, shown ONCE; keep them (e.g. in your shell profile), never commit them:")
         for line in served.exports:
