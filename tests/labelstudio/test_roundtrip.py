@@ -91,6 +91,34 @@ def test_push_predictions_visible_and_refreshed(conn, ls_server):
             assert t.data["round"] == 3 and t.data["uncertainty"] == 9.0
 
 
+def test_refresh_never_deletes_a_task_someone_annotated_meanwhile(conn, ls_server):
+    # the refresh imports open tasks again and deletes the old ones; a task annotated between the listing and the
+    # delete (here: handed to _refresh as if still open) keeps its task and annotation and is not imported twice
+    pid, data = _setup(conn, ls_server, "refresh-race", 3, seed=5)
+    preds = [pred_of(p, lab) for p, lab in data]
+    res = ls.push(conn, pid, preds, names=NAMES, document_root=ls_server.document_root, round_idx=1,
+                  model_version="m1", extra={p: {"source": "random"} for p, _ in data})
+    paths = [p.resolve() for p, _ in data]
+    ls.submit_annotation(conn, res.task_ids[paths[0]], [])
+    existing = {t.id: t for t in _tasks(conn, pid)}
+    newer = [pred_of(p, lab[:1], conf=0.5) for p, lab in data]
+    refresh = [(path, res.task_ids[path], dict(existing[res.task_ids[path]].data),
+                {"model_version": "m2", "score": 0.5, "result": fmt.prediction_regions(
+                    q.boxes, q.cls, q.conf, q.width, q.height, NAMES, fmt.LabelSpec.default(NAMES))})
+               for path, q in zip(paths, newer)]
+    again = ls._refresh(conn, pid, refresh, batch_size=2)
+    assert set(again) == set(paths[1:]) and not set(again.values()) & set(res.task_ids.values())
+    tasks = _tasks(conn, pid)
+    assert len(tasks) == 3
+    by_path = {t.data["path"]: t for t in tasks}
+    kept = by_path[f"refresh-race/images/{paths[0].name}"]
+    assert kept.id == res.task_ids[paths[0]] and len(kept.annotations) == 1
+    for path in paths[1:]:
+        t = by_path[f"refresh-race/images/{path.name}"]
+        assert t.id == again[path] and t.data["source"] == "random" and t.data["round"] == 1  # its data kept
+        assert [p.model_version for p in t.predictions] == ["m2"]
+
+
 def test_repush_creates_no_duplicates(conn, ls_server):
     pid, data = _setup(conn, ls_server, "repush", 4, seed=3)
     preds = [pred_of(p, lab) for p, lab in data]
