@@ -2,7 +2,8 @@
 
 Per image its status (pool, val, val_pushed, pushed, labelled, skipped), round, source, task id, boxes
 per class and annotation seconds (detal.cost: with the pre-labels shown, from scratch); per annotated task its
-Label Studio lead_time and action counts; per round its metrics; per run its outcome. Every change of state is one transaction.
+Label Studio lead_time and action counts; per round its metrics; per run its outcome; per image file the dataset
+check's verdict under its size and mtime (a cache: detal.check.VerdictCache). Every change of state is one transaction.
 """
 
 from __future__ import annotations
