@@ -3,6 +3,7 @@ driver's peak memory as the pool grows.
 
     .venv/bin/python tools/bench_ray.py          # 4000 images at 160 px, 3 repeats; driver memory at 20k and 100k
     .venv/bin/python tools/bench_ray.py --quick  # 1500 images, 1 repeat; memory at 2k and 10k, extrapolated (< 5 min)
+    .venv/bin/python tools/bench_ray.py --no-memory  # the throughput part only (~4 min); last line ray2_vs_local=
 
 Throughput: the same files, weights (a random-init YOLOv8n, 80 classes: nothing can be downloaded here),
 image size, batch and thresholds for every engine; repeats interleaved (local, Ray with 1 actor, Ray with
@@ -261,6 +262,8 @@ def main(argv=None) -> None:
                     help="scoring threshold (default 1e-4: the random-init model then keeps ~6 boxes per 160 px image)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--pools", default="20000,100000", help="pool sizes of the driver-memory part")
+    ap.add_argument("--no-memory", action="store_true",
+                    help="throughput, decode and merge only (the last line then has no driver_mb_100k)")
     ap.add_argument("--driver-memory", type=int, help=argparse.SUPPRESS)  # the child process of the memory part
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
@@ -276,6 +279,9 @@ def main(argv=None) -> None:
         ratio = throughput(args, Path(tmp))
         decode(Path(tmp))
         merge()
+        if args.no_memory:
+            print(f"ray2_vs_local={ratio:.3f}")
+            return
         mb = memory(args, Path(tmp))
     print(f"ray2_vs_local={ratio:.3f} driver_mb_100k={mb:.0f}")
 
