@@ -43,6 +43,9 @@ class CostFit:
         return {t: round(self.fit.seconds[t], 2) if self.seen[t] else self.config[t] for t in FIT_TERMS}
 
 
+FEW_TASKS = 10  # an action seen on fewer tasks than this is fitted loosely: format_fit says so beside its value
+
+
 def _needed() -> int:
     return len(FIT_TERMS) + 2  # detal.cost.fit_seconds: the unknowns plus two
 
@@ -81,7 +84,9 @@ def format_fit(cf: CostFit) -> str:
              + (f", {cf.edited} edited tasks left out)" if cf.edited else ")"),
              f"{'':>12}  {'fitted':>7}  {'config':>7}  {'tasks with it':>13}"]
     for t in FIT_TERMS:
-        note = "" if cf.seen[t] else "  (never seen: the config's value stays)"
+        note = ("  (never seen: the config's value stays)" if not cf.seen[t] else
+                f"  (only {cf.seen[t]} tasks have it: a loose fit; check it before --write)"
+                if cf.seen[t] < FEW_TASKS else "")
         lines.append(f"{t:>12}  {f.seconds[t]:>7.2f}  {cf.config[t]:>7.2f}  {cf.seen[t]:>13}{note}")
     r2 = "" if math.isnan(f.heldout_r2) else f", R^2 {f.heldout_r2:.2f}"
     lines.append(f"held-out error (5-fold): median {f.heldout_mae:.1f} s per task ({f.heldout_rel:.0%} of the median "
