@@ -51,7 +51,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -227,9 +227,9 @@ class VerdictCache:
     what this check added, for the caller to store (detal.cycle.store: the `checked` table).
     """
 
-    def __init__(self, rows: dict[str, tuple[str, list]] | None = None):
+    def __init__(self, rows: dict[str, tuple[str, dict]] | None = None):
         self.rows = dict(rows or {})
-        self.new: dict[str, tuple[str, list]] = {}
+        self.new: dict[str, tuple[str, dict]] = {}
 
     @staticmethod
     def signature(image: Path, label: Path) -> str | None:
@@ -247,12 +247,11 @@ class VerdictCache:
     def verdict(self, image: Path, label: Path, verify) -> "_ImageVerdict":
         sig = self.signature(image, label)
         hit = self.rows.get(str(image))
-        if sig is not None and hit is not None and hit[0] == sig:
-            return _ImageVerdict(*hit[1])
+        if sig is not None and hit is not None and hit[0] == sig and isinstance(hit[1], dict):
+            return _ImageVerdict(**hit[1])
         v = verify()
         if sig is not None:
-            self.rows[str(image)] = self.new[str(image)] = (sig, [v.kind, v.message, v.rotated, v.ul_boxes,
-                                                                 v.ul_label_error])
+            self.rows[str(image)] = self.new[str(image)] = (sig, asdict(v))
         return v
 
 
@@ -413,8 +412,8 @@ def check_dataset(ds: Dataset, unlabelled_pool: bool = False, cache: VerdictCach
         for image in images:
             lab = label_path(image)
             known_labels.add(lab)
-            verdict = (_verify_image(image, ds.nc, yolo_data, pil_open) if cache is None else
-                       cache.verdict(image, lab, lambda: _verify_image(image, ds.nc, yolo_data, pil_open)))
+            verify = lambda: _verify_image(image, ds.nc, yolo_data, pil_open)  # noqa: E731 (bound per image)
+            verdict = verify() if cache is None else cache.verdict(image, lab, verify)
             scan: LabelScan = scan_label_file(lab, ds.nc)
             problems += [Problem(kind, lab, msg, split) for kind, msg in scan.errors]
             if verdict.kind is not None:

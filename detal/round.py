@@ -32,7 +32,7 @@ from detal.cost import ACTIONS, image_cost
 from detal.data import atomic_write_text, write_split_yaml
 from detal.labels import LabelStore
 from detal.progress import Progress
-from detal.scoring import ScoringPass, make_scorer, prelabels_for
+from detal.scoring import ScoringPass, make_scorer
 from detal.state import ArmState
 from detal.types import ACTION_COLUMNS, BOX_EFFORT_KEYS, EFFORT_KEYS
 
@@ -174,7 +174,8 @@ def request(arm: Arm, state: ArmState, ids: np.ndarray, round_idx: int, *, score
     preds = {}
     t0 = time.perf_counter()
     if arm.annotator.needs_predictions and scoring is not None:
-        preds = {p.path: prelabels_for(p, arm.cfg) for p in scoring.predict([*map(int, ids), *open_ids])}
+        # the round's ScoringPass keeps pre-labels (cut by cfg.prelabel): they are what annotators are shown
+        preds = {p.path: p for p in scoring.predict([*map(int, ids), *open_ids])}
     spent = time.perf_counter() - t0
     state.request([arm.keys[int(i)] for i in ids], round_idx)
     arm.annotator.request(Request(round_idx, images, preds, scores or {}, model_version,

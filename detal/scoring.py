@@ -85,9 +85,9 @@ def _agnostic_nms(xyxy: np.ndarray, conf: np.ndarray, iou: float) -> np.ndarray:
     return np.sort(np.asarray(kept, dtype=np.int64))
 
 
-def prelabels_for(pred: Prediction, cfg: Config) -> Prediction:
-    """Pre-labels with the config's threshold and suppression rule."""
-    pc = cfg.prelabel
+def prelabels_for(pred: Prediction, cfg: Config | PrelabelConfig) -> Prediction:
+    """Pre-labels with the config's threshold and suppression rule (a Config, or its `prelabel` section)."""
+    pc = cfg.prelabel if isinstance(cfg, Config) else cfg
     return prelabels(pred, pc.conf, pc.agnostic_iou if pc.agnostic else None)
 
 
@@ -123,15 +123,14 @@ class ScoringPass:
         """The model's whole predictions for pool ids, one by one (one pass); what is kept of each is cached."""
         pc = self.prelabel
         for i, p in zip(ids, self.scorer.iter_predictions([self.images[int(i)] for i in ids])):
-            self.predictions[int(i)] = p if pc is None else replace(
-                prelabels(p, pc.conf, pc.agnostic_iou if pc.agnostic else None), feature=None)
-            yield p
+            self.predictions[int(i)] = p if pc is None else replace(prelabels_for(p, pc), feature=None)
+            yield int(i), p
 
     def predict(self, ids: Sequence[int]) -> list[Prediction]:
         """Predictions (pre-labels, with `prelabel`) for pool ids, running the model only on those not seen yet."""
         todo = [int(i) for i in ids if int(i) not in self.predictions]
         for _ in self._stream(todo):
-            pass
+            pass  # cached by _stream
         return [self.predictions[int(i)] for i in ids]
 
     def __call__(self, ids: np.ndarray):
@@ -140,6 +139,7 @@ class ScoringPass:
         ids = [int(i) for i in ids]
         scores, classes, seconds, feats = [], [], [], []
         chunk: list[Prediction] = []
+        shown: list[Prediction | None] = []  # the pre-labels _stream cut (with `prelabel`), for expected seconds
 
         def flush() -> None:  # whole predictions of a chunk: class vectors and features score, then they go
             s = image_scores_for(chunk, self.sc, self.class_weights, self.temperature)
@@ -147,14 +147,16 @@ class ScoringPass:
             classes.extend(p.cls[p.conf >= self.sc.conf] for p in chunk)
             feats.extend(p.feature for p in chunk)
             if self.cfg is not None:
-                seconds.extend(expected_seconds_of(p, self.cfg) for p in chunk)
+                seconds.extend(expected_seconds_of(p, self.cfg, cut) for p, cut in zip(chunk, shown))
             if self.audit_images is not None:
                 self.audit_images.extend(image_rows(chunk, s))
                 self.audit_boxes.extend(box_rows(chunk, self.sc, self.names, self.temperature))
             chunk.clear()
+            shown.clear()
 
-        for p in self._stream(ids):  # one pass (one Ray job) over every id, scored in chunks as results arrive
+        for i, p in self._stream(ids):  # one pass (one Ray job) over every id, scored in chunks as results arrive
             chunk.append(p)
+            shown.append(self.predictions[i] if self.prelabel is not None else None)
             if len(chunk) == self.CHUNK:
                 flush()
         if chunk:
@@ -168,11 +170,11 @@ class ScoringPass:
                       seconds=np.array(seconds) if self.cfg is not None else None)
 
 
-def expected_seconds_of(pred: Prediction, cfg: Config) -> float:
+def expected_seconds_of(pred: Prediction, cfg: Config, shown: Prediction | None = None) -> float:
     """detal.cost.expected_seconds of one prediction: its pre-labels as shown, and the boxes below their threshold."""
     from detal.cost import expected_seconds
 
-    shown = prelabels_for(pred, cfg)
+    shown = prelabels_for(pred, cfg) if shown is None else shown  # `shown`: its pre-labels, when already cut
     return expected_seconds(shown.conf, pred.conf[pred.conf < cfg.prelabel.conf], cfg.cost.per_action,
                             cfg.cost.per_image)
 

@@ -149,10 +149,10 @@ class Store:
                        rng_state=train.rng_state)
 
     # -- the dataset check's verdicts (detal.check.VerdictCache): a cache, rebuilt by any check that misses it
-    def verdicts(self) -> dict[str, tuple[str, list]]:
+    def verdicts(self) -> dict[str, tuple[str, dict]]:
         return {p: (sig, json.loads(v)) for p, sig, v in self.db.execute("SELECT path, signature, verdict FROM checked")}
 
-    def save_verdicts(self, rows: dict[str, tuple[str, list]]) -> None:
+    def save_verdicts(self, rows: dict[str, tuple[str, dict]]) -> None:
         if rows:
             with self.transaction() as db:
                 db.executemany("INSERT OR REPLACE INTO checked (path, signature, verdict) VALUES (?, ?, ?)",

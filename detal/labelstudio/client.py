@@ -380,8 +380,6 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
     for start in range(0, len(new), batch_size):
         chunk = new[start:start + batch_size]
         ids = _import_tasks(conn, project_id, [{"data": d, "predictions": [p] if p else []} for _, d, p in chunk])
-        if len(ids) != len(chunk):
-            raise LabelStudioError(f"Label Studio imported {len(ids)} of {len(chunk)} tasks; check the server log")
         for (path, _, _), tid in zip(chunk, ids):
             result.task_ids[path] = int(tid)
         result.created += len(chunk)
@@ -394,25 +392,36 @@ def push(conn: Connection, project_id: int, predictions: Sequence[Prediction], *
     return result
 
 
-def _import_tasks(conn: Connection, project_id: int, tasks: list[dict]) -> list[int]:
-    """One synchronous bulk import; returns the new task ids in order.
-
-    The JSON is serialised here with the stdlib: the SDK's generic encoder walks every value in
-    Python and costs about as much as the server's work for large batches. Same endpoint, auth
-    headers and retries as `client.projects.import_tasks`; falls back to it if the SDK changes.
-    """
+def _post_json(conn: Connection, what: str, path: str, params: dict, body) -> Any:
+    """A POST with a body serialised here by the stdlib (the SDK's generic encoder walks every value in Python
+    and costs about as much as the server's work for large batches): the SDK's own HTTP client, auth headers
+    and retries. None when the SDK no longer exposes that client (the caller uses the SDK's method instead)."""
     http = getattr(getattr(conn.client, "_client_wrapper", None), "httpx_client", None)
     if http is None or not hasattr(http, "request"):
+        return None
+    resp = _call(conn, what, http.request, path, method="POST", params=params,
+                 content=json.dumps(body, allow_nan=False).encode(), headers={"Content-Type": "application/json"})
+    if resp.status_code >= 300:
+        raise LabelStudioError(conn._secret.scrub(f"Label Studio {what} failed (HTTP {resp.status_code}): "
+                                                  f"{resp.text[:300]}"))
+    return resp
+
+
+def _import_tasks(conn: Connection, project_id: int, tasks: list[dict]) -> list[int]:
+    """One synchronous bulk import; returns the new task ids in order (all of them, or LabelStudioError).
+
+    Same endpoint as `client.projects.import_tasks`, through `_post_json`; falls back to it if the SDK changes.
+    """
+    resp = _post_json(conn, "task import", f"api/projects/{project_id}/import", {"return_task_ids": True}, tasks)
+    if resp is None:
         resp = _call(conn, "task import", conn.client.projects.import_tasks, id=project_id, return_task_ids=True,
                      request=tasks)
-        return list((resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)).get("task_ids") or [])
-    body = json.dumps(tasks, allow_nan=False).encode()
-    resp = _call(conn, "task import", http.request, f"api/projects/{project_id}/import", method="POST",
-                 params={"return_task_ids": True}, content=body, headers={"Content-Type": "application/json"})
-    if resp.status_code >= 300:
-        raise LabelStudioError(conn._secret.scrub(f"Label Studio task import failed (HTTP {resp.status_code}): "
-                                                  f"{resp.text[:300]}"))
-    return list(resp.json().get("task_ids") or [])
+        ids = list((resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)).get("task_ids") or [])
+    else:
+        ids = list(resp.json().get("task_ids") or [])
+    if len(ids) != len(tasks):
+        raise LabelStudioError(f"Label Studio imported {len(ids)} of {len(tasks)} tasks; check the server log")
+    return ids
 
 
 _OPEN_ONLY = {"conjunction": "and", "items": [  # a task someone annotated or skipped meanwhile is never deleted
@@ -423,18 +432,13 @@ _OPEN_ONLY = {"conjunction": "and", "items": [  # a task someone annotated or sk
 def _delete_open_tasks(conn: Connection, project_id: int, ids: list[int]) -> int | None:
     """Delete these tasks where nobody has annotated or skipped them (one Data Manager action); how many went
     (None: the server did not say)."""
-    http = getattr(getattr(conn.client, "_client_wrapper", None), "httpx_client", None)
-    body = {"selectedItems": {"all": False, "included": list(ids)}, "filters": _OPEN_ONLY}
-    if http is None or not hasattr(http, "request"):
-        _call(conn, "delete open tasks", conn.client.actions.create, id="delete_tasks", project=project_id,
-              selected_items={"all": False, "included": list(ids)}, filters=_OPEN_ONLY)
+    selected = {"all": False, "included": list(ids)}
+    resp = _post_json(conn, "task delete", "api/dm/actions/", {"id": "delete_tasks", "project": project_id},
+                      {"selectedItems": selected, "filters": _OPEN_ONLY})
+    if resp is None:
+        _call(conn, "task delete", conn.client.actions.create, id="delete_tasks", project=project_id,
+              selected_items=selected, filters=_OPEN_ONLY)
         return None
-    resp = _call(conn, "delete open tasks", http.request, "api/dm/actions/", method="POST",
-                 params={"id": "delete_tasks", "project": project_id}, content=json.dumps(body).encode(),
-                 headers={"Content-Type": "application/json"})
-    if resp.status_code >= 300:
-        raise LabelStudioError(conn._secret.scrub(f"Label Studio task delete failed (HTTP {resp.status_code}): "
-                                                  f"{resp.text[:300]}"))
     n = resp.json().get("processed_items") if resp.content else None
     return int(n) if isinstance(n, int) else None
 
@@ -458,8 +462,6 @@ def _refresh(conn: Connection, project_id: int, refresh: list, batch_size: int) 
             left = {int(t.id) for t in _existing_tasks(conn, project_id).values()} & set(ids)
             chunk = [c for c in chunk if c[1] not in left]
         new_ids = _import_tasks(conn, project_id, [{"data": data, "predictions": [pred]} for _, _, data, pred in chunk])
-        if len(new_ids) != len(chunk):
-            raise LabelStudioError(f"Label Studio imported {len(new_ids)} of {len(chunk)} tasks; check the server log")
         out.update({path: int(tid) for (path, *_), tid in zip(chunk, new_ids)})
     return out
 
